@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Train the bundled SeemoRe-T weights on this machine (resumable: rerun to continue).
+# x2 from scratch, then x3 and x4 fine-tuned from x2's best weights (the authors' order).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITERS_X2=${ITERS_X2:-2000}
+ITERS_FT=${ITERS_FT:-800}
+seemore train cpu --run runs/tiny-x2 --no-progress --set train.iterations="$ITERS_X2"
+for s in 3 4; do
+  seemore train cpu --run "runs/tiny-x$s" --no-progress \
+    --set model.scale=$s --set train.iterations="$ITERS_FT" --set train.lr=5e-4 \
+    --set model.init_from=runs/tiny-x2/best.safetensors
+done

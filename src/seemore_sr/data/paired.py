@@ -1,0 +1,128 @@
+"""Training pairs: HR images, LR made once with MATLAB-compatible bicubic, random patches.
+
+Each batch is a pure function of ``(seed, iteration)``: resuming at iteration ``i``
+draws exactly the batches an uninterrupted run would have drawn, with no sampler
+state to save. Images are decoded and downscaled once, at start (``preload``), and
+patches are cut from memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .images import ImageError, list_images, read_image
+from .imresize import imresize
+
+__all__ = ["PairedImages", "DataError"]
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; the message names the folder or file."""
+
+
+@dataclass
+class _Pair:
+    hr: np.ndarray  # uint8 (H, W, 3), H and W multiples of scale
+    lr: np.ndarray  # uint8 (H/s, W/s, 3)
+
+
+def _find_pairs(folder: Path, scale: int) -> list[tuple[Path, Path | None]]:
+    """``(hr, lr or None)`` for an HR folder, or an ``HR/`` + ``LR_bicubic/X{s}`` pair."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such data folder")
+    hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
+    lr_dir = folder / "LR_bicubic" / f"X{scale}"
+    hrs = list_images(hr_dir, recursive=hr_dir is folder)
+    if not hrs:
+        raise DataError(f"{hr_dir}: no images found")
+    out = []
+    for hr in hrs:
+        lr = lr_dir / f"{hr.stem}x{scale}{hr.suffix}"
+        out.append((hr, lr if lr.is_file() else None))
+    return out
+
+
+def load_pair(hr_path: Path, lr_path: Path | None, scale: int) -> _Pair:
+    hr = read_image(hr_path, gray_ok=False)
+    h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+    if h == 0 or w == 0:
+        raise DataError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
+    hr = np.ascontiguousarray(hr[:h, :w])
+    lr = read_image(lr_path, gray_ok=False) if lr_path else imresize(hr, 1 / scale)
+    if lr.shape[:2] != (h // scale, w // scale):
+        raise DataError(f"{lr_path}: LR size {lr.shape[:2]} does not match HR {hr.shape[:2]} / {scale}")
+    return _Pair(hr, lr)
+
+
+class PairedImages:
+    """Random aligned ``(lr, hr)`` patch batches from HR folders."""
+
+    def __init__(
+        self, folders: list[str | Path], scale: int, patch_size: int, seed: int = 0, skip_small: bool = False
+    ) -> None:
+        self.scale, self.patch, self.seed = scale, patch_size, seed
+        start = time.perf_counter()
+        files = [p for f in folders for p in _find_pairs(Path(f), scale)]
+        self.pairs: list[_Pair] = []
+        small = []
+        for hr, lr in files:
+            try:
+                pair = load_pair(hr, lr, scale)
+            except ImageError as e:
+                raise DataError(str(e)) from None
+            if min(pair.lr.shape[:2]) < patch_size:
+                small.append(f"{hr} ({pair.lr.shape[1]}x{pair.lr.shape[0]} LR)")
+                continue
+            self.pairs.append(pair)
+        if small and (not skip_small or not self.pairs):
+            raise DataError(
+                f"{len(small)} image(s) smaller than the LR patch {patch_size}px: "
+                + ", ".join(small[:3])
+                + (" ..." if len(small) > 3 else "")
+                + "; lower data.patch_size or remove them"
+            )
+        self.skipped = small
+        self.load_seconds = time.perf_counter() - start
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def batch(self, iteration: int, size: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+        """The batch for ``iteration``; ``offset`` selects a rank's slice of a global batch.
+
+        Returns float32 ``(lr [n,3,p,p], hr [n,3,p*s,p*s])`` in [0, 1].
+        """
+        rng = np.random.default_rng([self.seed, iteration])
+        n_total = offset + size
+        idx = rng.integers(0, len(self.pairs), n_total)
+        ys, xs = rng.random(n_total), rng.random(n_total)
+        aug = rng.integers(0, 8, n_total)
+        p, s = self.patch, self.scale
+        lrs, hrs = [], []
+        for i in range(offset, n_total):
+            pair = self.pairs[idx[i]]
+            h, w = pair.lr.shape[:2]
+            y, x = int(ys[i] * (h - p + 1)), int(xs[i] * (w - p + 1))
+            lr = pair.lr[y : y + p, x : x + p]
+            hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            lrs.append(_augment(lr, aug[i]))
+            hrs.append(_augment(hr, aug[i]))
+        to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
+        return to(lrs), to(hrs)
+
+
+def _augment(img: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 flips/rotations (dihedral group), the same for LR and HR."""
+    if code & 1:
+        img = img[:, ::-1]
+    if code & 2:
+        img = img[::-1]
+    if code & 4:
+        img = img.transpose(1, 0, 2)
+    return np.ascontiguousarray(img)

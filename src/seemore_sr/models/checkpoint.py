@@ -1,0 +1,254 @@
+"""Reading checkpoints from the wild and writing our own safetensors format.
+
+Readable: the authors' BasicSR pickles (``params`` / ``params_ema``), bare state dicts,
+``state_dict`` / ``model`` wrappers, ``module.`` prefixes, and ``.safetensors`` files
+(ours carry their config as JSON metadata). Pickles are only ever opened with
+``torch.load(weights_only=True)``. Every failure is a :class:`CheckpointError` with
+one clear message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .registry import VARIANTS
+from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
+
+__all__ = [
+    "CheckpointError",
+    "read_checkpoint",
+    "infer_config",
+    "build_from_state_dict",
+    "load_checkpoint",
+    "save_model",
+]
+
+FORMAT = "seemore-sr"
+_WRAPPERS = ("params_ema", "params", "state_dict", "model", "net", "network")
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be turned into a SeemoRe model; the message says why."""
+
+
+def _safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = dict(f.metadata() or {})
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated?): {e}") from None
+
+
+def _pickle(path: Path) -> object:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+            raise CheckpointError(
+                f"{path}: refused: the pickle needs code execution to load "
+                f"(only plain tensors and containers are allowed): {msg}"
+            ) from None
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable pickle: {msg})") from None
+    except Exception as e:  # noqa: BLE001 - torch.load raises anything on garbage input
+        raise CheckpointError(f"{path}: not a checkpoint, or a truncated one ({type(e).__name__}: {e})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, object]]:
+    """Return ``(state_dict, metadata)`` from any supported checkpoint file.
+
+    ``metadata`` holds ``config`` and ``provenance`` dicts when the file has them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    with path.open("rb") as f:
+        head = f.read(16)
+    meta: dict[str, object] = {}
+    if path.suffix == ".safetensors" or (len(head) > 9 and head[8:9] == b"{"):
+        tensors, raw = _safetensors(path)
+        for key in ("config", "provenance"):
+            if key in raw:
+                try:
+                    meta[key] = json.loads(raw[key])
+                except json.JSONDecodeError:
+                    raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON") from None
+        obj: object = tensors
+    else:
+        obj = _pickle(path)
+    state = _unwrap(obj, path)
+    return state, meta
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
+    for _ in range(3):  # nested wrappers, e.g. {"model": {"state_dict": ...}}
+        if isinstance(obj, Mapping):
+            for key in _WRAPPERS:
+                if isinstance(obj.get(key), Mapping):
+                    obj = obj[key]
+                    break
+            else:
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: not a checkpoint: no state dict found")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: not a checkpoint: holds no tensors")
+    for prefix in ("module.", "state_dict.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    # Flattened files (like the golden vectors) keep extra tensors beside the weights.
+    if any(k.startswith("state_dict.") for k in tensors) and "conv_1.weight" not in tensors:
+        tensors = {k[11:]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    return tensors
+
+
+def _shape(state: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+    if key not in state:
+        raise CheckpointError(f"missing key {key!r}: the tensors fit no SeemoRe network")
+    return tuple(state[key].shape)
+
+
+def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReConfig:
+    """Read a config off tensor shapes; channel shuffle and recursion come from the presets.
+
+    Shapes reveal embedding dim, layers, experts, rank growth, scale, kernel size and
+    channels. ``use_shuffle`` / ``recursive`` are taken from the variant with the same
+    layers and width (tiny's values for unknown shapes); ``topk`` and ``img_range``
+    default to 1. Any field can be forced with ``overrides``.
+    """
+    c, in_chans = _shape(state, "conv_1.weight")[:2]
+    layers = len({int(m[1]) for k in state if (m := re.match(r"body\.(\d+)\.", k))})
+    if layers == 0:
+        raise CheckpointError("no residual groups (body.*) found: not a SeemoRe state dict")
+    prefix = "body.0.local_block.block.moe_layer.experts"
+    experts = len({int(m[1]) for k in state if (m := re.match(re.escape(prefix) + r"\.(\d+)\.", k))})
+    ranks = [_shape(state, f"{prefix}.{j}.conv_1.weight")[0] for j in range(experts)]
+    lr_space = next((n for n in RANK_GROWTH if expert_ranks(n, experts) == ranks), None)
+    if lr_space is None:
+        raise CheckpointError(f"expert ranks {ranks} fit no rank growth ({', '.join(RANK_GROWTH)})")
+    up = _shape(state, "upsampler.0.weight")[0]
+    scale = math.isqrt(up // in_chans) if up % in_chans == 0 else 0
+    if scale * scale * in_chans != up:
+        raise CheckpointError(f"upsampler has {up} channels: no integer scale for {in_chans} channels")
+    kernel = _shape(state, "body.0.global_block.block.attn.conv.0.weight")[-1]
+    preset = next(
+        (v for v in VARIANTS.values() if v["num_layers"] == layers and v["embedding_dim"] == c),
+        VARIANTS["tiny"],
+    )
+    fields = dict(
+        scale=scale,
+        in_chans=in_chans,
+        num_experts=experts,
+        num_layers=layers,
+        embedding_dim=c,
+        global_kernel_size=kernel,
+        lr_space=lr_space,
+        use_shuffle=preset["use_shuffle"],
+        recursive=preset["recursive"],
+    )
+    return _config(fields, overrides)
+
+
+def _config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
+    known = {f.name for f in dataclasses.fields(SeemoReConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(known)}")
+    merged = {k: v for k, v in {**fields, **overrides}.items() if k in known}
+    try:
+        return SeemoReConfig(**merged)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    more = f" (and {len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def build_from_state_dict(state: Mapping[str, Tensor], config: SeemoReConfig) -> SeemoRe:
+    """Build a model of ``config`` and load ``state`` strictly, with readable errors."""
+    model = SeemoRe(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_few(unexpected)}")
+        raise CheckpointError("state dict does not match the SeemoRe config: " + "; ".join(parts))
+    bad = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+    if bad:
+        raise CheckpointError(f"tensor shapes fit no SeemoRe of this config: {_few(bad, 3)}")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike, **overrides: object) -> SeemoRe:
+    """A model from any readable checkpoint file, in eval mode.
+
+    The file's own config is used when it has one, shapes are read otherwise;
+    ``overrides`` replace config fields either way.
+    """
+    state, meta = read_checkpoint(path)
+    try:
+        if isinstance(meta.get("config"), Mapping):
+            config = _config(meta["config"], overrides)  # type: ignore[arg-type]
+        else:
+            config = infer_config(state, **overrides)
+        model = build_from_state_dict(state, config)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model.provenance = dict(meta.get("provenance") or {})  # type: ignore[assignment]
+    return model
+
+
+def save_model(model: SeemoRe, path: str | os.PathLike, **provenance: object) -> Path:
+    """Write ``model`` as ``.safetensors`` with its config and provenance as metadata.
+
+    Tensor names stay the authors' names. The file is written atomically.
+    """
+    model = getattr(model, "_orig_mod", model)
+    config = getattr(model, "config", None)
+    if not isinstance(config, SeemoReConfig):
+        raise TypeError("save_model expects a SeemoRe model (with a .config)")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: our format is .safetensors")
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(dataclasses.asdict(config)),
+        "provenance": json.dumps(provenance, default=str),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

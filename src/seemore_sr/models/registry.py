@@ -1,0 +1,46 @@
+"""Named SeemoRe variants: a small table of data and one builder."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .seemore import SeemoRe, SeemoReConfig
+
+__all__ = ["VARIANTS", "SCALES", "list_models", "config_for", "parse_name", "create_model"]
+
+# The released variants (all: 3 experts, exp rank growth, top-1, kernel 11).
+VARIANTS: dict[str, dict[str, object]] = {
+    "tiny": dict(num_layers=6, embedding_dim=36, use_shuffle=True, recursive=2),
+    "base": dict(num_layers=8, embedding_dim=48, use_shuffle=True, recursive=2),
+    "large": dict(num_layers=16, embedding_dim=48, use_shuffle=False, recursive=1),
+}
+SCALES = (1, 2, 3, 4)
+_NAME = re.compile(r"^seemore-(?P<variant>[a-z]+)-x(?P<scale>\d+)$")
+
+
+def list_models() -> list[str]:
+    """All registered names, e.g. ``seemore-tiny-x4``."""
+    return [f"seemore-{v}-x{s}" for v in VARIANTS for s in SCALES]
+
+
+def parse_name(name: str) -> tuple[str, int]:
+    m = _NAME.match(name)
+    if not m or m["variant"] not in VARIANTS or int(m["scale"]) not in SCALES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return m["variant"], int(m["scale"])
+
+
+def config_for(name: str, **overrides: object) -> SeemoReConfig:
+    """The config of a registered name, with fields replaced by ``overrides``."""
+    variant, scale = parse_name(name)
+    fields = {f.name for f in dataclasses.fields(SeemoReConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(fields)}")
+    return SeemoReConfig(**{"scale": scale, **VARIANTS[variant], **overrides})  # type: ignore[arg-type]
+
+
+def create_model(name: str, **overrides: object) -> SeemoRe:
+    """A randomly initialised model of a registered variant, in eval mode."""
+    return SeemoRe(config_for(name, **overrides)).eval()

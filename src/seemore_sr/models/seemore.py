@@ -1,0 +1,345 @@
+"""The SeemoRe network (Zamir et al., "See More Details", ICML 2024).
+
+One module, one block per class, each ``forward`` reading like the paper's figure.
+State-dict keys and shapes are those of the authors' released checkpoints.
+
+Tensor contract of :class:`SeemoRe`: input ``(N, in_chans, H, W)`` float in
+``[0, 1]``; output ``(N, in_chans, H*scale, W*scale)`` of the same dtype, not clamped.
+Any ``H, W >= 1`` works: inputs smaller than ``4**recursive`` pixels on a side are
+padded internally (edge replication) and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SeemoReConfig", "SeemoRe", "expert_ranks", "RANK_GROWTH"]
+
+MEAN = (0.4488, 0.4371, 0.4040)
+
+RANK_GROWTH = {
+    "exp": lambda i: 2 ** (i + 1),
+    "linear": lambda i: i + 2,
+    "double": lambda i: 2 * i + 2,
+}
+
+
+@dataclass(frozen=True)
+class SeemoReConfig:
+    """Hyperparameters, named as in the authors' ``network_g`` YAML section."""
+
+    scale: int = 4  # upscaling factor, 1..4 (1 = restoration at the same size)
+    in_chans: int = 3  # image channels in and out
+    num_experts: int = 3  # low-rank experts per MoE block
+    num_layers: int = 6  # residual groups (RME + SME)
+    embedding_dim: int = 36  # feature channels C
+    img_range: float = 1.0  # input scaling after mean subtraction
+    use_shuffle: bool = True  # channel shuffle before splitting x / k in the MoE block
+    global_kernel_size: int = 11  # striped conv kernel in SME
+    recursive: int = 2  # agg_conv steps in calibrate (min input side = 4**recursive)
+    lr_space: str = "exp"  # expert rank growth: exp | linear | double
+    topk: int = 1  # experts chosen per image
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> ValueError:
+            return ValueError(f"invalid SeemoRe config: {msg}")
+
+        if self.scale not in (1, 2, 3, 4):
+            raise bad(f"scale must be 1, 2, 3 or 4, got {self.scale!r}")
+        for name in ("in_chans", "num_experts", "num_layers", "embedding_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise bad(f"{name} must be a positive integer, got {value!r}")
+        if self.embedding_dim % 2:
+            raise bad(f"embedding_dim must be even (channel shuffle), got {self.embedding_dim}")
+        if self.lr_space not in RANK_GROWTH:
+            raise bad(f"lr_space must be one of {sorted(RANK_GROWTH)}, got {self.lr_space!r}")
+        if not 1 <= self.topk <= self.num_experts:
+            raise bad(f"topk must be in 1..num_experts={self.num_experts}, got {self.topk!r}")
+        if self.global_kernel_size < 1 or self.global_kernel_size % 2 == 0:
+            raise bad(f"global_kernel_size must be odd and positive, got {self.global_kernel_size}")
+        if not isinstance(self.recursive, int) or self.recursive < 1:
+            raise bad(f"recursive must be a positive integer, got {self.recursive!r}")
+        if self.img_range <= 0:
+            raise bad(f"img_range must be positive, got {self.img_range}")
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side the network computes on without padding."""
+        return 4**self.recursive
+
+
+def expert_ranks(lr_space: str, num_experts: int) -> list[int]:
+    return [RANK_GROWTH[lr_space](i) for i in range(num_experts)]
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor (eps 1e-6, biased variance)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class StripedConv2d(nn.Module):
+    """A (1 x k) conv followed by a (k x 1) conv, depthwise when asked."""
+
+    def __init__(self, dim: int, kernel_size: int, *, depthwise: bool) -> None:
+        super().__init__()
+        groups = dim if depthwise else 1
+        pad = kernel_size // 2
+        self.conv = nn.Sequential(
+            nn.Conv2d(dim, dim, (1, kernel_size), padding=(0, pad), groups=groups),
+            nn.Conv2d(dim, dim, (kernel_size, 1), padding=(pad, 0), groups=groups),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class GatedFFN(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fn_1 = nn.Sequential(nn.Conv2d(dim, 2 * dim, 1), nn.GELU())
+        self.gate = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.fn_2 = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.GELU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, g = self.fn_1(x).chunk(2, dim=1)
+        return self.fn_2(a * self.gate(g))
+
+
+class StripedConvFormer(nn.Module):
+    """SME's token mixer: a large striped depthwise conv gating a value branch."""
+
+    def __init__(self, dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.to_qv = nn.Sequential(nn.Conv2d(dim, 2 * dim, 1), nn.GELU())
+        self.attn = StripedConv2d(dim, kernel_size, depthwise=True)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, v = self.to_qv(x).chunk(2, dim=1)
+        return self.proj(self.attn(q) * v)
+
+
+class Expert(nn.Module):
+    """A low-rank expert: ``conv_3(conv_1(x) * conv_2(k))``."""
+
+    def __init__(self, dim: int, rank: int) -> None:
+        super().__init__()
+        self.conv_1 = nn.Conv2d(dim, rank, 1)
+        self.conv_2 = nn.Conv2d(dim, rank, 1)
+        self.conv_3 = nn.Conv2d(rank, dim, 1)
+
+    def forward(self, x: Tensor, k: Tensor) -> Tensor:
+        return self.conv_3(self.conv_1(x) * self.conv_2(k))
+
+
+class Router(nn.Module):
+    def __init__(self, dim: int, num_experts: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(dim, num_experts, bias=False)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+def route(logits: Tensor, topk: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Softmax in float32, cast back, top-k per image: ``(weights [N,k], experts [N,k])``."""
+    weights = F.softmax(logits, dim=1, dtype=torch.float32).to(dtype)
+    return torch.topk(weights, topk, dim=1)
+
+
+class MoELayer(nn.Module):
+    """Mixture of low-rank experts, routed per image; only chosen experts are computed.
+
+    ``routing`` (optional) fixes ``(weights, experts)`` instead of deriving them from
+    ``x``; tiled inference uses it to apply the whole image's routing to every tile.
+    """
+
+    def __init__(self, dim: int, ranks: list[int], topk: int) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(Expert(dim, r) for r in ranks)
+        self.gate = Router(dim, len(ranks))
+        self.topk = topk
+
+    def routing(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return route(self.gate(x), self.topk, x.dtype)
+
+    def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        weights, chosen = routing if routing is not None else self.routing(x)
+        out = x
+        for j, expert in enumerate(self.experts):
+            hit = chosen == j  # [N, topk]
+            if x.shape[0] == 1:  # common case: no gather/scatter
+                if bool(hit.any()):
+                    w = (weights * hit).sum(1)
+                    out = out + expert(x, k) * w.view(1, 1, 1, 1)
+                continue
+            rows = hit.any(1).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            w = (weights[rows] * hit[rows]).sum(1).view(-1, 1, 1, 1)
+            out = out.index_add(0, rows, expert(x[rows], k[rows]) * w)
+        return out
+
+
+class MoEBlock(nn.Module):
+    """RME's mixer: local features ``x`` and calibrated context ``k`` feed the experts."""
+
+    def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        self.use_shuffle = cfg.use_shuffle
+        self.recursive = cfg.recursive
+        self.conv_1 = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, 2 * dim, 1)
+        )
+        self.agg_conv = nn.Sequential(nn.Conv2d(dim, dim, 4, stride=4, groups=dim), nn.GELU())
+        self.conv = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Conv2d(dim, dim, 1)
+        )
+        self.conv_2 = nn.Sequential(StripedConv2d(dim, 3, depthwise=True), nn.GELU())
+        ranks = expert_ranks(cfg.lr_space, cfg.num_experts)
+        self.moe_layer = MoELayer(dim, ranks, cfg.topk)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``conv_1``, optional channel shuffle, split into ``(x, k)`` halves."""
+        x = self.conv_1(x)
+        if self.use_shuffle:
+            n, c, h, w = x.shape
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return x.chunk(2, dim=1)
+
+    def context(self, k: Tensor) -> Tensor:
+        """The low-resolution context pyramid of ``calibrate``, before upsampling."""
+        for _ in range(self.recursive):
+            k = self.agg_conv(k)
+        return self.conv(k)
+
+    def calibrate(self, k: Tensor) -> Tensor:
+        ctx = F.interpolate(self.context(k), size=k.shape[-2:], mode="bilinear", align_corners=False)
+        return k + ctx
+
+    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x, k = self.split(x)
+        x = self.conv_2(x)
+        k = self.calibrate(k)
+        return self.proj(self.moe_layer(x, k, routing))
+
+
+class RME(nn.Module):
+    """Rank modulating expert: pre-norm MoE block and gated FFN, each residual."""
+
+    def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        self.norm_1 = LayerNorm(dim)
+        self.block = MoEBlock(dim, cfg)
+        self.norm_2 = LayerNorm(dim)
+        self.ffn = GatedFFN(dim)
+
+    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x = self.block(self.norm_1(x), routing) + x
+        return self.ffn(self.norm_2(x)) + x
+
+
+class SME(nn.Module):
+    """Spatial modulating expert: pre-norm striped conv former and gated FFN."""
+
+    def __init__(self, dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.norm_1 = LayerNorm(dim)
+        self.block = StripedConvFormer(dim, kernel_size)
+        self.norm_2 = LayerNorm(dim)
+        self.ffn = GatedFFN(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.block(self.norm_1(x)) + x
+        return self.ffn(self.norm_2(x)) + x
+
+
+class ResGroup(nn.Module):
+    def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        self.local_block = RME(dim, cfg)
+        self.global_block = SME(dim, cfg.global_kernel_size)
+
+    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        return self.global_block(self.local_block(x, routing))
+
+
+# ----------------------------------------------------------------------------- network
+
+
+class SeemoRe(nn.Module):
+    """SeemoRe super-resolution network; see the module docstring for the contract."""
+
+    def __init__(self, config: SeemoReConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.embedding_dim
+        n = config.in_chans
+        # The authors' convention (as in SwinIR): the DIV2K RGB mean, zero otherwise.
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1) if n == 3 else torch.zeros(1, 1, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.conv_1 = nn.Conv2d(n, c, 3, padding=1)
+        self.body = nn.ModuleList(ResGroup(c, config) for _ in range(config.num_layers))
+        self.norm = LayerNorm(c)
+        self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
+        s = config.scale
+        self.upsampler = nn.Sequential(nn.Conv2d(c, n * s * s, 3, padding=1), nn.PixelShuffle(s))
+
+    def pad_amount(self, h: int, w: int) -> tuple[int, int]:
+        m = self.config.min_size
+        return max(m - h, 0), max(m - w, 0)
+
+    def forward(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+            raise ValueError(
+                f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        ph, pw = self.pad_amount(h, w)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        res = self.head(x)
+        out = self.tail(self.features(res, routing), res)
+        if ph or pw:
+            s = self.config.scale
+            out = out[..., : h * s, : w * s]
+        return out
+
+    def head(self, x: Tensor) -> Tensor:
+        return self.conv_1((x - self.mean) * self.config.img_range)
+
+    def features(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        for i, group in enumerate(self.body):
+            x = group(x, None if routing is None else routing[i])
+        return x
+
+    def tail(self, x: Tensor, res: Tensor) -> Tensor:
+        x = self.conv_2(self.norm(x)) + res
+        return self.upsampler(x) / self.config.img_range + self.mean
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+

@@ -1,0 +1,309 @@
+"""``seemore train``: the paper's recipe, resumable, data-parallel.
+
+The loop reads top to bottom: build model and data, restore the latest state if any,
+then step / log / validate / checkpoint. Run directory layout::
+
+    run/
+      config.yaml        the resolved config
+      state.pt           latest full training state (weights_only-loadable)
+      latest.safetensors latest weights (our format, with config + provenance)
+      best.safetensors   best Set5 PSNR so far
+      metrics.jsonl      one JSON object per log / validation event
+      curves.png         loss and validation PSNR
+
+Distributed: launched by ``torchrun``, each rank takes its slice of every global batch;
+gradients are averaged by DistributedDataParallel; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+
+from ..data.paired import PairedImages, load_pair
+from ..data.images import list_images
+from ..evaluation.metrics import psnr_torch, ssim_torch
+from ..models.checkpoint import CheckpointError, read_checkpoint, save_model
+from ..models.registry import config_for
+from ..models.seemore import SeemoRe
+from .config import ConfigError, TrainConfig
+
+__all__ = ["train", "sr_loss", "lr_at", "TrainingError"]
+
+
+class TrainingError(ValueError):
+    pass
+
+
+def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1) -> Tensor:
+    """L1 in pixels + ``fft_weight`` x L1 between real/imag parts of ``rfft2``."""
+    pixel = F.l1_loss(sr, hr)
+    if fft_weight == 0:
+        return pixel
+    a = torch.fft.rfft2(sr.float())
+    b = torch.fft.rfft2(hr.float())
+    freq = F.l1_loss(torch.view_as_real(a), torch.view_as_real(b))
+    return pixel + fft_weight * freq
+
+
+def lr_at(it: int, base: float, total: int, milestones: list[float], gamma: float) -> float:
+    """MultiStepLR as a pure function: ``base * gamma ** (milestones passed)``."""
+    passed = sum(it >= round(m * total) for m in milestones)
+    return base * gamma**passed
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _init_from(model: SeemoRe, path: str) -> list[str]:
+    """Load another checkpoint's weights; the upsampler is skipped when its shape differs."""
+    try:
+        state, _ = read_checkpoint(path)
+    except CheckpointError as e:
+        raise TrainingError(f"model.init_from: {e}") from None
+    own = model.state_dict()
+    skipped = [k for k in own if k in state and state[k].shape != own[k].shape and k.startswith("upsampler.")]
+    missing = [k for k in own if k not in state]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape and k not in skipped]
+    if missing or wrong:
+        bad = (missing + wrong)[:4]
+        raise TrainingError(
+            f"model.init_from: {path} is another variant ({len(missing)} missing, {len(wrong)} mismatched "
+            f"tensors, e.g. {', '.join(bad)}); only the upsampler may differ"
+        )
+    model.load_state_dict({k: (own[k] if k in skipped else state[k]) for k in own})
+    return skipped
+
+
+def _val_set(folder: str, scale: int) -> list[tuple[Tensor, Tensor]]:
+    root = Path(folder)
+    hr_dir = root / "HR" if (root / "HR").is_dir() else root
+    lr_dir = root / "LR_bicubic" / f"X{scale}"
+    out = []
+    for hr_path in list_images(hr_dir):
+        lr_path = lr_dir / f"{hr_path.stem}x{scale}{hr_path.suffix}"
+        pair = load_pair(hr_path, lr_path if lr_path.is_file() else None, scale)
+        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+        out.append((t(pair.lr), t(pair.hr)))
+    if not out:
+        raise TrainingError(f"data.val: no images in {hr_dir}")
+    return out
+
+
+@torch.no_grad()
+def validate(model: nn.Module, pairs: list[tuple[Tensor, Tensor]], scale: int) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    ps, ss = [], []
+    for lr, hr in pairs:
+        sr = model(lr).clamp(0, 1)
+        ps.append(psnr_torch(sr, hr, scale).item())
+        ss.append(ssim_torch(sr, hr, scale).item())
+    model.train(was_training)
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+
+
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def plot_curves(run: Path) -> Path | None:
+    """Loss and validation PSNR curves from ``metrics.jsonl`` to ``curves.png``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    loss = [(r["iter"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["iter"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if loss:
+        a.plot(*zip(*loss))
+        a.set_yscale("log")
+    a.set(title="training loss", xlabel="iteration")
+    if val:
+        b.plot(*zip(*val), marker="o")
+    b.set(title="validation PSNR (Y, dB)", xlabel="iteration")
+    fig.tight_layout()
+    out = run / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train (or resume) in ``run_dir``. ``stop_after`` ends early at that iteration (tests)."""
+    run = Path(run_dir)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = _rank()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    if t.batch_size % world:
+        raise ConfigError(f"train.batch_size {t.batch_size} does not split across {world} ranks")
+    per_rank = t.batch_size // world
+
+    # --- everything that can fail is checked before the first step
+    mcfg = config_for(f"seemore-{cfg.model.variant}-x{cfg.model.scale}")
+    torch.manual_seed(t.seed)
+    model = SeemoRe(mcfg)
+    skipped: list[str] = []
+    if cfg.model.init_from:
+        skipped = _init_from(model, cfg.model.init_from)
+    data = PairedImages(cfg.data.train, mcfg.scale, cfg.data.patch_size, t.seed, cfg.data.skip_small)
+    val = _val_set(cfg.data.val, mcfg.scale) if cfg.data.val else []
+    model.to(device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    ema = None
+    if t.ema_decay:
+        ema = SeemoRe(mcfg).to(device)
+        ema.load_state_dict(model.state_dict())
+        ema.requires_grad_(False)
+    state_path = run / "state.pt"
+    start, best, history_best_iter = 0, -math.inf, None
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["config"] != json.loads(json.dumps(cfg.to_dict())):
+            changed = [k for k in state["config"] if state["config"][k] != cfg.to_dict()[k]]
+            raise TrainingError(f"{run}: holds a run with another config (sections {changed} differ)")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start, best, history_best_iter = state["iteration"], state["best_psnr"], state["best_iter"]
+        torch.set_rng_state(state["rng_cpu"])
+    net: nn.Module = model
+    if distributed:
+        # Ranks route to different experts, so some parameters go unused on some ranks.
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        print(
+            f"train: {mcfg.num_layers} layers x {mcfg.embedding_dim} ch, x{mcfg.scale}; {len(data)} images "
+            f"({len(data.skipped)} skipped as smaller than the patch) loaded in {data.load_seconds:.1f}s; "
+            f"{world} rank(s) on {device}; starting at iteration {start}/{t.iterations}"
+            + (f"; init from {cfg.model.init_from} (new: {', '.join(skipped) or 'none'})" if cfg.model.init_from else ""),
+            flush=True,
+        )
+    provenance = dict(
+        dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size
+    )
+
+    def save(it: int, metrics: dict | None = None) -> None:
+        if rank != 0:
+            return
+        weights = ema if ema is not None else model
+        save_model(weights, run / "latest.safetensors", iterations=it, **provenance, **(metrics or {}))
+        _atomic_torch_save(
+            {
+                "iteration": it,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {},
+                "best_psnr": best,
+                "best_iter": history_best_iter,
+                "rng_cpu": torch.get_rng_state(),
+                "config": cfg.to_dict(),
+            },
+            state_path,
+        )
+
+    log = (run / "metrics.jsonl").open("a") if rank == 0 else None
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.iterations, initial=start, dynamic_ncols=True, unit="it")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    end = t.iterations if stop_after is None else min(t.iterations, stop_after)
+    net.train()
+    running, count, tick = 0.0, 0, time.perf_counter()
+    for it in range(start, end):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it, t.lr, t.iterations, t.milestones, t.gamma)
+        lr, hr = data.batch(it, per_rank, offset=rank * per_rank)
+        lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
+        if t.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            sr = net(lr)
+        loss = sr_loss(sr.float(), hr, t.fft_weight)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        for p in params:  # unrouted experts: zero gradient, as in the reference's dense path
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - t.ema_decay)
+        running += loss.item()
+        count += 1
+        done = it + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if done % t.log_every == 0 and log is not None:
+            speed = count / (time.perf_counter() - tick)
+            log.write(json.dumps({"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed}) + "\n")
+            log.flush()
+            running, count, tick = 0.0, 0, time.perf_counter()
+        metrics = None
+        if val and (done % t.val_every == 0 or done == t.iterations) and rank == 0:
+            metrics = validate(ema if ema is not None else model, val, mcfg.scale)
+            if log is not None:
+                log.write(json.dumps({"iter": done, "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]}) + "\n")
+                log.flush()
+            if bar is not None:
+                bar.write(f"iter {done}: Set5 PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+            if metrics["psnr"] > best:
+                best, history_best_iter = metrics["psnr"], done
+                save_model(ema if ema is not None else model, run / "best.safetensors", iterations=done,
+                           val_psnr=metrics["psnr"], val_ssim=metrics["ssim"], **provenance)
+        if done % t.ckpt_every == 0 or done == end:
+            save(done, {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else None)
+    if bar is not None:
+        bar.close()
+    if log is not None:
+        log.close()
+        plot_curves(run)
+    return {"iteration": end, "best_psnr": best, "best_iter": history_best_iter}

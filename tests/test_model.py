@@ -1,0 +1,171 @@
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seemore_sr import SeemoReConfig, create_model, list_models, load_model
+from seemore_sr.models.registry import VARIANTS
+from seemore_sr.models.seemore import SeemoRe
+
+from .conftest import GOLDEN
+
+GOLDEN_FILES = sorted(GOLDEN.glob("*.safetensors"))
+
+
+def tiny_cfg(**kw) -> SeemoReConfig:
+    base = dict(scale=2, num_layers=2, embedding_dim=8, recursive=1)
+    return SeemoReConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_golden_eval_and_train(path):
+    t = load_file(path)
+    model = load_model(path)  # strict load through the public API
+    assert not model.training
+    with torch.no_grad():
+        out = model(t["input"])  # the whole batch at once
+    assert (out - t["output_eval"]).abs().max() <= 1e-4
+    model.train()
+    with torch.no_grad():
+        out = model(t["input"])
+    assert (out - t["output_train"]).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_golden_routing(path):
+    t = load_file(path)
+    model = load_model(path)
+    chosen = []
+    hooks = [
+        g.local_block.block.moe_layer.register_forward_hook(
+            lambda m, inp, out: chosen.append(m.routing(inp[0])[1][:, 0])
+        )
+        for g in model.body
+    ]
+    with torch.no_grad():
+        model(t["input"])
+    for h in hooks:
+        h.remove()
+    assert torch.equal(torch.stack(chosen, 1).int(), t["routing_eval"])
+    assert len(set(t["routing_eval"].flatten().tolist())) > 1  # the batch really mixes experts
+
+
+def test_batch_equals_single_calls():
+    torch.manual_seed(0)
+    model = SeemoRe(tiny_cfg(num_layers=3)).eval()
+    x = torch.rand(4, 3, 20, 24)
+    x[1] *= 0.2  # push images towards different experts
+    x[2] = 1 - x[2]
+    with torch.no_grad():
+        batched = model(x)
+        single = torch.cat([model(x[i : i + 1]) for i in range(4)])
+    assert (batched - single).abs().max() <= 1e-5
+
+
+def dense_moe_forward(layer, x, k):
+    """The reference's training path: every expert, unchosen ones weighted by 0."""
+    weights = torch.softmax(layer.gate(x), dim=1, dtype=torch.float32).to(x.dtype)
+    top_w, top_i = torch.topk(weights, layer.topk)
+    exp_w = torch.zeros_like(weights).scatter(1, top_i, top_w)
+    out = x
+    for i, expert in enumerate(layer.experts):
+        out = out + expert(x, k) * exp_w[:, i : i + 1, None, None]
+    return out
+
+
+def test_train_mode_matches_dense_gradients():
+    torch.manual_seed(1)
+    sparse = SeemoRe(tiny_cfg(num_layers=2)).train()
+    dense = SeemoRe(tiny_cfg(num_layers=2)).train()
+    dense.load_state_dict(sparse.state_dict())
+    for g in dense.body:
+        layer = g.local_block.block.moe_layer
+        layer.forward = lambda x, k, routing=None, layer=layer: dense_moe_forward(layer, x, k)
+    x = torch.rand(3, 3, 16, 16)
+    (sparse(x) ** 2).mean().backward()
+    (dense(x) ** 2).mean().backward()
+    for (name, a), (_, b) in zip(sparse.named_parameters(), dense.named_parameters()):
+        ga = a.grad if a.grad is not None else torch.zeros_like(a)
+        assert torch.allclose(ga, b.grad, atol=1e-6), name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_presets_shape_and_finite(variant, scale):
+    model = create_model(f"seemore-{variant}-x{scale}")
+    x = torch.rand(1, 3, 17, 19)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, 3, 17 * scale, 19 * scale)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_gradients_reach_every_parameter(variant):
+    """In train mode, with images routed to every expert, every parameter gets a gradient."""
+    torch.manual_seed(0)
+    model = create_model(f"seemore-{variant}-x2", num_layers=2).train()
+    for g in model.body:  # a router that sends image i to expert i
+        g.local_block.block.moe_layer.gate.body[2].weight.data.zero_()
+    x = torch.rand(3, 3, 16, 16)
+    routing = [(torch.ones(3, 1), torch.arange(3).view(3, 1)) for _ in model.body]
+    model(x, routing).abs().mean().backward()
+    model(x).abs().mean().backward()  # the router itself gets its gradient when it routes
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (15, 40), (33, 16)])
+def test_any_input_size(size):
+    model = SeemoRe(tiny_cfg(recursive=2, scale=3)).eval()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (2, 3, size[0] * 3, size[1] * 3)
+    assert torch.isfinite(y).all()
+
+
+def test_rank_growth_and_other_hyperparameters():
+    for space, ranks in [("exp", [2, 4, 8, 16]), ("linear", [2, 3, 4, 5]), ("double", [2, 4, 6, 8])]:
+        m = SeemoRe(tiny_cfg(num_experts=4, lr_space=space, topk=2, global_kernel_size=7, use_shuffle=False))
+        got = [e.conv_1.out_channels for e in m.body[0].local_block.block.moe_layer.experts]
+        assert got == ranks
+        assert m.body[0].global_block.block.attn.conv[0].kernel_size == (1, 7)
+        with torch.no_grad():
+            assert m(torch.rand(2, 3, 8, 8)).shape == (2, 3, 16, 16)
+
+
+def test_gray_model():
+    m = SeemoRe(tiny_cfg(in_chans=1)).eval()
+    with torch.no_grad():
+        assert m(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
+
+
+def test_mean_is_not_state():
+    m = create_model("seemore-tiny-x2")
+    assert "mean" not in m.state_dict()
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(scale=5), dict(lr_space="cubic"), dict(topk=4), dict(embedding_dim=7), dict(global_kernel_size=4)]
+)
+def test_bad_config(bad):
+    with pytest.raises(ValueError, match="invalid SeemoRe config"):
+        tiny_cfg(**bad)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny_cfg().scale = 3  # type: ignore[misc]
+
+
+def test_registry():
+    names = list_models()
+    assert "seemore-tiny-x4" in names and "seemore-large-x2" in names and len(names) == 12
+    with pytest.raises(ValueError, match="known models: .*seemore-tiny-x2"):
+        create_model("seemore-huge-x2")
+    with pytest.raises(TypeError, match="unknown config field"):
+        create_model("seemore-tiny-x2", embed_dim=12)
+    m = create_model("seemore-base-x3", num_experts=4)
+    assert m.config.num_experts == 4 and m.config.scale == 3 and not m.training
