@@ -61,6 +61,68 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paper_method(model: str, variant_scale: tuple[str, int] | None) -> str | None:
+    if model == "bicubic":
+        return "Bicubic"
+    if variant_scale:
+        return {"tiny": "SeemoRe-T", "large": "SeemoRe-L"}.get(variant_scale[0])
+    return None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .evaluation.evaluate import evaluate, paper_numbers, write_csv, write_json
+    from .inference.upscaler import Upscaler
+    from .models.registry import VARIANTS
+
+    if args.model == "bicubic":
+        method, variant = "bicubic", None
+    else:
+        model = load_model(args.model)
+        if model.config.scale != args.scale:
+            raise ValueError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
+        cfg = model.config
+        variant = next(
+            (v for v, p in VARIANTS.items() if (p["num_layers"], p["embedding_dim"]) == (cfg.num_layers, cfg.embedding_dim)),
+            None,
+        )
+        tile: int | str = "auto" if args.tile is None else args.tile
+        method = Upscaler(model, device=args.device, tile=tile)
+    results = evaluate(
+        method, args.data, args.scale, save_images=args.save_images, progress=not args.no_progress,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    paper = {}
+    if args.compare_paper:
+        name = _paper_method(args.model, (variant, args.scale) if variant else None)
+        paper = paper_numbers(name, args.scale) if name else {}
+        if not paper:
+            print(f"note: no paper numbers for {args.model} at x{args.scale}", file=sys.stderr)
+    head = f"{'dataset':<10} {'PSNR':>8} {'SSIM':>8} {'images':>6}"
+    if paper:
+        head += f" {'paper PSNR':>11} {'paper SSIM':>11}"
+    print(f"{args.model} x{args.scale} (Y channel, crop {args.scale})")
+    print(head)
+    for r in results:
+        s = r.summary()
+        if not s["images"]:
+            print(f"{r.name:<10} {'-':>8} {'-':>8} {0:>6}")
+            continue
+        line = f"{r.name:<10} {s['psnr']:>8.3f} {s['ssim']:>8.4f} {s['images']:>6}"
+        p = paper.get(r.name.lower())
+        if p:
+            line += f" {p['psnr']:>11.2f} {p['ssim']:>11.4f}"
+        print(line)
+    if args.json:
+        write_json(results, args.json)
+    if args.csv:
+        write_csv(results, args.csv)
+    failures = sum(len(r.errors) for r in results)
+    if failures:
+        print(f"{failures} problem(s): see the messages above", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.config import load_config
     from .training.trainer import train
@@ -69,6 +131,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, args.run, progress=not args.no_progress)
     print(f"done: iteration {result['iteration']}, best Set5 PSNR {result['best_psnr']:.3f} dB")
     return 0
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import bundled_weights
+    from .inference.batch import collect_inputs, upscale_files
+    from .inference.upscaler import Upscaler
+
+    model = args.model or f"seemore-tiny-x{args.scale or 4}"
+    if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
+        raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
+    files, missing = collect_inputs(args.inputs, args.recursive)
+    for item, why in missing:
+        print(f"failed: {item}: {why}", file=sys.stderr)
+    tile: int | str = "auto" if args.tile is None else args.tile
+    upscaler = Upscaler(model, device=args.device, precision=args.precision, tile=tile, outscale=args.outscale)
+    existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
+    summary = upscale_files(
+        upscaler, files, Path(args.output), suffix=args.suffix, fmt=args.format, existing=existing,
+        progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+    )
+    summary.failed[:0] = missing
+    print(summary.line())
+    return 1 if summary.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +178,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("output")
     q.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     q.set_defaults(func=cmd_convert)
+
+    q = sub.add_parser("upscale", help="upscale images, folders or globs")
+    q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    q.add_argument("-o", "--output", required=True, help="output folder")
+    q.add_argument("--model", help="registry name or checkpoint (default: bundled seemore-tiny-x{scale})")
+    q.add_argument("--scale", type=int, choices=[2, 3, 4], help="pick the bundled model of this scale")
+    q.add_argument("--suffix", default="", help="appended to output file names")
+    q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
+    q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
+    q.add_argument("--tile-overlap", type=int, default=None, help="accepted for compatibility: tiles are exact, no overlap is needed")
+    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+    q.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
+    q.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    g.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_upscale)
+
+    q = sub.add_parser("eval", help="PSNR/SSIM on benchmark folders, the literature's protocol")
+    q.add_argument("model", help="registry name (bundled weights), checkpoint path, or 'bicubic'")
+    q.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/])")
+    q.add_argument("--scale", type=int, required=True, choices=[2, 3, 4])
+    q.add_argument("--json", metavar="PATH")
+    q.add_argument("--csv", metavar="PATH")
+    q.add_argument("--compare-paper", action="store_true", help="show the paper's numbers side by side")
+    q.add_argument("--save-images", metavar="DIR")
+    q.add_argument("--tile", type=int, help="tile side (default: auto, only when memory requires)")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_eval)
 
     q = sub.add_parser("train", help="train or resume a model")
     q.add_argument("recipe", help="recipe YAML path or bundled name (tiny, base, large, cpu)")

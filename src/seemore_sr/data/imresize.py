@@ -92,7 +92,7 @@ def imresize(img, scale: float | tuple[float, float] | None = None, *, size: tup
     if isinstance(img, np.ndarray):
         if img.ndim not in (2, 3):
             raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {img.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(img))
+        t = torch.from_numpy(np.array(img, copy=True) if not img.flags.writeable else np.ascontiguousarray(img))
         t = t[None] if img.ndim == 2 else t.permute(2, 0, 1)
         if img.dtype not in (np.uint8, np.float32, np.float64):
             t = t.to(torch.float64)

@@ -1,0 +1,208 @@
+"""``upscale`` and :class:`Upscaler`: any image in, the same kind of image out.
+
+Accepted images and what comes back:
+
+- ``PIL.Image``: modes L, RGB, RGBA, LA, P, I;16 (and anything PIL converts to RGB).
+  The result has the input's mode (P becomes RGB / RGBA).
+- ``numpy`` ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4; uint8, uint16 or float in
+  [0, 1]. The result has the same layout and dtype.
+- ``torch.Tensor`` ``(C, H, W)`` or ``(N, C, H, W)``, float in [0, 1], C in 1, 3, 4.
+  The result is ``(…, C, H*s, W*s)`` of the same dtype and device class, clamped to [0, 1].
+
+Gray images go through the network as three equal channels and come back gray (the
+channel mean). An alpha channel is upscaled separately with bicubic resizing, never
+fed to the network as colour; a fully opaque alpha is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..data.imresize import imresize
+from ..models.seemore import SeemoRe
+from .tiling import tiled_forward
+
+__all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "seemore-tiny-x4"
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+class Upscaler:
+    """Holds a loaded model for repeated calls: ``Upscaler(...)(image)``.
+
+    ``model``: a registry name (bundled weights), a checkpoint path, or a SeemoRe module.
+    ``tile``: ``"auto"`` (tile only when the image would not fit in memory), ``0``
+    (never), or a tile side in input pixels. Tiled output equals untiled output.
+    ``outscale``: final scale relative to the input (e.g. 3.5); the network's output
+    is resized to it with MATLAB-style bicubic (antialiased when shrinking).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = DEFAULT_MODEL,
+        *,
+        device: str | torch.device | None = "auto",
+        precision: str = "fp32",
+        tile: int | str = "auto",
+        outscale: float | None = None,
+    ) -> None:
+        from .. import load_model
+
+        if precision not in _DTYPES:
+            raise ValueError(f"precision must be one of {sorted(_DTYPES)}, got {precision!r}")
+        self.device = resolve_device(device)
+        if precision == "fp16" and self.device.type == "cpu":
+            raise ValueError("fp16 is not supported on the CPU (slow and overflow-prone); use bf16 or fp32")
+        net = model if isinstance(model, nn.Module) else load_model(model)
+        if not isinstance(net, SeemoRe):
+            raise TypeError("model must be a SeemoRe network")
+        self.model = net.eval().to(self.device)
+        self.dtype = _DTYPES[precision]
+        self.scale = net.config.scale
+        if tile != "auto" and (not isinstance(tile, int) or tile < 0):
+            raise ValueError(f"tile must be 'auto', 0 or a positive integer, got {tile!r}")
+        self.tile = tile
+        if outscale is not None and outscale <= 0:
+            raise ValueError(f"outscale must be positive, got {outscale}")
+        self.outscale = outscale
+
+    # ------------------------------------------------------------------ tensors
+    def tile_for(self, h: int, w: int) -> int:
+        """Tile side for an ``h x w`` input: 0 (untiled) when it fits in a quarter of free memory."""
+        if self.tile != "auto":
+            return int(self.tile)
+        c = self.model.config.embedding_dim
+        per_pixel = 4 * (10 * c + 2 * 3 * self.scale**2)  # activations alive in one group + output
+        if h * w * per_pixel < _available_bytes(self.device) // 4:
+            return 0
+        return 512
+
+    @torch.no_grad()
+    def run(self, x: Tensor, progress: Callable[[], None] | None = None) -> Tensor:
+        """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, H*s, W*s)`` float32 in [0, 1] (on CPU)."""
+        x = x.to(self.device, torch.float32)
+        tile = self.tile_for(*x.shape[-2:])
+        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+        with autocast:
+            if tile and max(x.shape[-2:]) > tile:
+                y = tiled_forward(self.model, x, tile, progress)
+            else:
+                y = self.model(x)
+        y = y.float().clamp_(0, 1).cpu()
+        if self.outscale is not None and self.outscale != self.scale:
+            h, w = x.shape[-2:]
+            size = (max(1, round(h * self.outscale)), max(1, round(w * self.outscale)))
+            y = imresize(y, size=size).clamp_(0, 1)
+        return y
+
+    def _planes(self, arr: np.ndarray) -> np.ndarray:
+        """float32 ``(H, W, C)`` in [0, 1] -> upscaled, same channels (gray / alpha handled)."""
+        c = arr.shape[2]
+        color = arr[..., :3] if c >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+        x = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1)[None]
+        y = self.run(x)[0].permute(1, 2, 0).numpy()
+        if c in (1, 2):
+            y = y.mean(axis=2, keepdims=True)
+        if c in (2, 4):
+            alpha = arr[..., -1]
+            a = imresize(torch.from_numpy(np.ascontiguousarray(alpha))[None], size=y.shape[:2])[0]
+            y = np.concatenate([y, a.clamp(0, 1).numpy()[..., None]], axis=2)
+        return y
+
+    # ------------------------------------------------------------------ images
+    def __call__(self, image):
+        """Upscale a PIL image, numpy array or tensor; returns the same kind (see module doc)."""
+        if isinstance(image, Image.Image):
+            return self._pil(image)
+        if isinstance(image, np.ndarray):
+            return self._numpy(image)
+        if isinstance(image, Tensor):
+            return self._tensor(image)
+        raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(image).__name__}")
+
+    def _tensor(self, t: Tensor) -> Tensor:
+        if t.ndim not in (3, 4) or t.shape[-3] not in (1, 3, 4) or not t.is_floating_point():
+            raise ValueError(f"expected a float tensor (C, H, W) or (N, C, H, W) with C in 1/3/4, got {tuple(t.shape)} {t.dtype}")
+        batch = t if t.ndim == 4 else t[None]
+        c = batch.shape[1]
+        if c == 3:
+            out = self.run(batch)
+        else:
+            out = torch.stack(
+                [torch.from_numpy(self._planes(b.permute(1, 2, 0).float().cpu().numpy())).permute(2, 0, 1) for b in batch]
+            )
+        out = out.to(t.device, t.dtype)
+        return out if t.ndim == 4 else out[0]
+
+    def _numpy(self, a: np.ndarray) -> np.ndarray:
+        if a.ndim == 2:
+            return self._numpy(a[..., None])[..., 0]
+        if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected an (H, W) or (H, W, C) array with C in 1..4, got shape {a.shape}")
+        if a.shape[0] == 0 or a.shape[1] == 0:
+            raise ValueError(f"empty image of shape {a.shape}")
+        if a.dtype == np.uint8:
+            peak = 255.0
+        elif a.dtype == np.uint16:
+            peak = 65535.0
+        elif a.dtype.kind == "f":
+            peak = 1.0
+        else:
+            raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+        y = self._planes(a.astype(np.float32) / peak)
+        if a.dtype.kind == "f":
+            return y.astype(a.dtype)
+        return np.clip(np.floor(y * peak + 0.5), 0, peak).astype(a.dtype)
+
+    def _pil(self, im: Image.Image) -> Image.Image:
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im).astype(np.uint16)
+            return Image.fromarray(self._numpy(arr))
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            im = im.convert("RGB")
+        arr = np.asarray(im)
+        if im.mode in ("LA", "RGBA") and arr[..., -1].min() == 255:
+            arr = arr[..., :-1]  # fully opaque: drop alpha cleanly
+            if arr.shape[2] == 1:
+                arr = arr[..., 0]
+        out = self._numpy(arr)
+        return Image.fromarray(out)
+
+
+def upscale(image, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, **kwargs):
+    """One-shot ``Upscaler(model, **kwargs)(image)``; see :class:`Upscaler`."""
+    return Upscaler(model, **kwargs)(image)
