@@ -137,7 +137,9 @@ def test_missing_unexpected_and_shapes(tmp_path, golden_state):
     del broken["body.2.local_block.norm_1.weight"]
     broken["extra.weight"] = torch.zeros(3)
     torch.save(broken, tmp_path / "a.pth")
-    with pytest.raises(CheckpointError, match=r"missing keys: body\.2\.local_block\.norm_1\.weight.*unexpected keys: extra"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys: body\.2\.local_block\.norm_1\.weight.*unexpected keys: extra"
+    ):
         load_model(tmp_path / "a.pth")
     bad = dict(sd)
     bad["upsampler.0.weight"] = torch.zeros(50, 36, 3, 3)

@@ -45,7 +45,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
         lh, lw = args.input_size or (h, w)
         res = measure(model, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
-        print(f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)")
+        print(
+            f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)"
+        )
         if res.get("peak_mb") is not None:
             print(f"peak memory {res['peak_mb']:.0f} MB")
     return 0
@@ -83,13 +85,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
         cfg = model.config
         variant = next(
-            (v for v, p in VARIANTS.items() if (p["num_layers"], p["embedding_dim"]) == (cfg.num_layers, cfg.embedding_dim)),
+            (
+                v
+                for v, p in VARIANTS.items()
+                if (p["num_layers"], p["embedding_dim"]) == (cfg.num_layers, cfg.embedding_dim)
+            ),
             None,
         )
         tile: int | str = "auto" if args.tile is None else args.tile
         method = Upscaler(model, device=args.device, tile=tile)
     results = evaluate(
-        method, args.data, args.scale, save_images=args.save_images, progress=not args.no_progress,
+        method,
+        args.data,
+        args.scale,
+        save_images=args.save_images,
+        progress=not args.no_progress,
         log=lambda m: print(m, file=sys.stderr),
     )
     paper = {}
@@ -150,8 +160,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     upscaler = Upscaler(model, device=args.device, precision=args.precision, tile=tile, outscale=args.outscale)
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
-        upscaler, files, Path(args.output), suffix=args.suffix, fmt=args.format, existing=existing,
-        progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+        upscaler,
+        files,
+        Path(args.output),
+        suffix=args.suffix,
+        fmt=args.format,
+        existing=existing,
+        progress=not args.no_progress,
+        log=lambda m: print(m, file=sys.stderr),
     )
     summary.failed[:0] = missing
     print(summary.line())
@@ -187,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suffix", default="", help="appended to output file names")
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
-    q.add_argument("--tile-overlap", type=int, default=None, help="accepted for compatibility: tiles are exact, no overlap is needed")
+    q.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help="accepted for compatibility: tiles are exact, no overlap is needed",
+    )
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")

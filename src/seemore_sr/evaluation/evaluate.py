@@ -43,7 +43,9 @@ class DatasetResult:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("SEEMORE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "seemore-sr")
+    root = os.environ.get("SEEMORE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "seemore-sr"
+    )
     return Path(root) / "lr"
 
 
@@ -161,5 +163,3 @@ def write_csv(results: list[DatasetResult], path: str | Path) -> None:
                 w.writerow([r.name, f"{s['psnr']:.4f}", f"{s['ssim']:.5f}", s["images"]])
             else:
                 w.writerow([r.name, "", "", 0])
-
-

@@ -28,10 +28,7 @@ class Summary:
     seconds: float = 0.0
 
     def line(self) -> str:
-        return (
-            f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed "
-            f"in {self.seconds:.1f}s"
-        )
+        return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed in {self.seconds:.1f}s"
 
 
 def collect_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:

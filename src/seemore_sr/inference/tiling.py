@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.seemore import SeemoRe, route
+from ..models.seemore import ResGroup, SeemoRe, route
 
 __all__ = ["tiled_forward", "tile_slices"]
 
@@ -50,6 +50,38 @@ def _sweep(src: Tensor, tile: int, halo: int, fn: Callable[[Tensor, Box], Tensor
         yield (y0, y1, x0, x1), out[..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
 
 
+def _group(group: ResGroup, feat: Tensor, nxt: Tensor, kmap: Tensor, tile: int, kernel: int) -> None:
+    """One residual group over the whole image, tile by tile: ``feat`` is updated in place."""
+    rme, sme, blk = group.local_block, group.global_block, group.local_block.block
+    n, c, H, W = feat.shape
+
+    # sweep 1: the router's global mean, and the context branch's input k
+    def branch(t: Tensor, _: Box) -> Tensor:
+        a, k = blk.split(rme.norm_1(t))
+        return torch.cat([blk.conv_2(a), k], 1)
+
+    total = torch.zeros(n, c, device=feat.device, dtype=torch.float64)
+    for (y0, y1, x0, x1), core in _sweep(feat, tile, 2, branch):
+        total += core[:, :c].double().sum((-2, -1))
+        kmap[..., y0:y1, x0:x1] = core[:, c:]
+    mean = (total / (H * W)).to(feat.dtype)
+    routing = route(blk.moe_layer.gate.body[2](mean), blk.moe_layer.topk, feat.dtype)
+    kmap += F.interpolate(blk.context(kmap), size=(H, W), mode="bilinear", align_corners=False)
+
+    # sweep 2: RME with the whole image's routing and context
+    def rme_tile(t: Tensor, box: Box) -> Tensor:
+        k = kmap[..., box[0] : box[1], box[2] : box[3]]
+        a, _ = blk.split(rme.norm_1(t))
+        z = blk.proj(blk.moe_layer(blk.conv_2(a), k, routing)) + t
+        return rme.ffn(rme.norm_2(z)) + z
+
+    for (y0, y1, x0, x1), core in _sweep(feat, tile, 3, rme_tile):
+        nxt[..., y0:y1, x0:x1] = core
+    # sweep 3: SME, purely local
+    for (y0, y1, x0, x1), core in _sweep(nxt, tile, kernel // 2 + 2, lambda t, _: sme(t)):
+        feat[..., y0:y1, x0:x1] = core
+
+
 @torch.no_grad()
 def tiled_forward(model: SeemoRe, x: Tensor, tile: int, progress: Callable[[], None] | None = None) -> Tensor:
     """``model(x)`` computed ``tile x tile`` input pixels at a time (eval mode), same result.
@@ -70,32 +102,7 @@ def tiled_forward(model: SeemoRe, x: Tensor, tile: int, progress: Callable[[], N
     res = feat.clone()
     nxt, kmap = torch.empty_like(feat), torch.empty_like(feat)
     for group in model.body:
-        rme, sme, blk = group.local_block, group.global_block, group.local_block.block
-
-        # sweep 1: the router's global mean, and the context branch's input k
-        def branch(t: Tensor, _: Box) -> Tensor:
-            a, k = blk.split(rme.norm_1(t))
-            return torch.cat([blk.conv_2(a), k], 1)
-
-        total = torch.zeros(n, c, device=x.device, dtype=torch.float64)
-        for (y0, y1, x0, x1), core in _sweep(feat, tile, 2, branch):
-            total += core[:, :c].double().sum((-2, -1))
-            kmap[..., y0:y1, x0:x1] = core[:, c:]
-        mean = (total / (H * W)).to(feat.dtype)
-        routing = route(blk.moe_layer.gate.body[2](mean), blk.moe_layer.topk, feat.dtype)
-        kmap += F.interpolate(blk.context(kmap), size=(H, W), mode="bilinear", align_corners=False)
-
-        # sweep 2: RME with the whole image's routing and context
-        def rme_tile(t: Tensor, box: Box) -> Tensor:
-            a, _ = blk.split(rme.norm_1(t))
-            z = blk.proj(blk.moe_layer(blk.conv_2(a), kmap[..., box[0] : box[1], box[2] : box[3]], routing)) + t
-            return rme.ffn(rme.norm_2(z)) + z
-
-        for (y0, y1, x0, x1), core in _sweep(feat, tile, 3, rme_tile):
-            nxt[..., y0:y1, x0:x1] = core
-        # sweep 3: SME, purely local
-        for (y0, y1, x0, x1), core in _sweep(nxt, tile, cfg.global_kernel_size // 2 + 2, lambda t, _: sme(t)):
-            feat[..., y0:y1, x0:x1] = core
+        _group(group, feat, nxt, kmap, tile, cfg.global_kernel_size)
         if progress is not None:
             progress()
     del nxt, kmap

@@ -153,14 +153,19 @@ class Upscaler:
 
     def _tensor(self, t: Tensor) -> Tensor:
         if t.ndim not in (3, 4) or t.shape[-3] not in (1, 3, 4) or not t.is_floating_point():
-            raise ValueError(f"expected a float tensor (C, H, W) or (N, C, H, W) with C in 1/3/4, got {tuple(t.shape)} {t.dtype}")
+            raise ValueError(
+                f"expected a float tensor (C, H, W) or (N, C, H, W) with C in 1/3/4, got {tuple(t.shape)} {t.dtype}"
+            )
         batch = t if t.ndim == 4 else t[None]
         c = batch.shape[1]
         if c == 3:
             out = self.run(batch)
         else:
             out = torch.stack(
-                [torch.from_numpy(self._planes(b.permute(1, 2, 0).float().cpu().numpy())).permute(2, 0, 1) for b in batch]
+                [
+                    torch.from_numpy(self._planes(b.permute(1, 2, 0).float().cpu().numpy())).permute(2, 0, 1)
+                    for b in batch
+                ]
             )
         out = out.to(t.device, t.dtype)
         return out if t.ndim == 4 else out[0]

@@ -154,9 +154,7 @@ class Expert(nn.Module):
 class Router(nn.Module):
     def __init__(self, dim: int, num_experts: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(dim, num_experts, bias=False)
-        )
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(dim, num_experts, bias=False))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -209,13 +207,9 @@ class MoEBlock(nn.Module):
         super().__init__()
         self.use_shuffle = cfg.use_shuffle
         self.recursive = cfg.recursive
-        self.conv_1 = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, 2 * dim, 1)
-        )
+        self.conv_1 = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, 2 * dim, 1))
         self.agg_conv = nn.Sequential(nn.Conv2d(dim, dim, 4, stride=4, groups=dim), nn.GELU())
-        self.conv = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Conv2d(dim, dim, 1)
-        )
+        self.conv = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Conv2d(dim, dim, 1))
         self.conv_2 = nn.Sequential(StripedConv2d(dim, 3, depthwise=True), nn.GELU())
         ranks = expert_ranks(cfg.lr_space, cfg.num_experts)
         self.moe_layer = MoELayer(dim, ranks, cfg.topk)
@@ -313,9 +307,7 @@ class SeemoRe(nn.Module):
 
     def forward(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
-            raise ValueError(
-                f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         ph, pw = self.pad_amount(h, w)
         if ph or pw:
@@ -342,4 +334,3 @@ class SeemoRe(nn.Module):
 
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-

@@ -32,7 +32,9 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DataSection:
-    train: list[str] = field(default_factory=lambda: ["../shared/data/train"])  # HR folders (or HR/ + LR_bicubic/ pairs)
+    train: list[str] = field(
+        default_factory=lambda: ["../shared/data/train"]
+    )  # HR folders (or HR/ + LR_bicubic/ pairs)
     val: str | None = "../shared/data/benchmark/Set5"  # validation set (HR/ + optional LR_bicubic/)
     patch_size: int = 64  # LR patch side
     skip_small: bool = False  # skip (not fail on) images smaller than the patch
@@ -130,7 +132,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.milestones: fractions in (0, 1], got {t.milestones}")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas: two values, got {t.betas}")
-    if cfg.data.patch_size < 4 ** 2:
+    if cfg.data.patch_size < 4**2:
         raise ConfigError(f"data.patch_size: at least 16 (the network's minimum), got {cfg.data.patch_size}")
     if not 0 <= t.ema_decay < 1:
         raise ConfigError(f"train.ema_decay: in [0, 1), got {t.ema_decay}")

@@ -17,7 +17,6 @@ gradients are averaged by DistributedDataParallel; only rank 0 writes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -32,8 +31,8 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
-from ..data.paired import PairedImages, load_pair
 from ..data.images import list_images
+from ..data.paired import PairedImages, load_pair
 from ..evaluation.metrics import psnr_torch, ssim_torch
 from ..models.checkpoint import CheckpointError, read_checkpoint, save_model
 from ..models.registry import config_for
@@ -105,7 +104,7 @@ def _val_set(folder: str, scale: int) -> list[tuple[Tensor, Tensor]]:
     for hr_path in list_images(hr_dir):
         lr_path = lr_dir / f"{hr_path.stem}x{scale}{hr_path.suffix}"
         pair = load_pair(hr_path, lr_path if lr_path.is_file() else None, scale)
-        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+        t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
         out.append((t(pair.lr), t(pair.hr)))
     if not out:
         raise TrainingError(f"data.val: no images in {hr_dir}")
@@ -145,11 +144,11 @@ def plot_curves(run: Path) -> Path | None:
     val = [(r["iter"], r["val_psnr"]) for r in rows if "val_psnr" in r]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     if loss:
-        a.plot(*zip(*loss))
+        a.plot(*zip(*loss, strict=False))
         a.set_yscale("log")
     a.set(title="training loss", xlabel="iteration")
     if val:
-        b.plot(*zip(*val), marker="o")
+        b.plot(*zip(*val, strict=False), marker="o")
     b.set(title="validation PSNR (Y, dB)", xlabel="iteration")
     fig.tight_layout()
     out = run / "curves.png"
@@ -220,12 +219,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
             f"train: {mcfg.num_layers} layers x {mcfg.embedding_dim} ch, x{mcfg.scale}; {len(data)} images "
             f"({len(data.skipped)} skipped as smaller than the patch) loaded in {data.load_seconds:.1f}s; "
             f"{world} rank(s) on {device}; starting at iteration {start}/{t.iterations}"
-            + (f"; init from {cfg.model.init_from} (new: {', '.join(skipped) or 'none'})" if cfg.model.init_from else ""),
+            + (
+                f"; init from {cfg.model.init_from} (new: {', '.join(skipped) or 'none'})"
+                if cfg.model.init_from
+                else ""
+            ),
             flush=True,
         )
-    provenance = dict(
-        dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size
-    )
+    provenance = dict(dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size)
 
     def save(it: int, metrics: dict | None = None) -> None:
         if rank != 0:
@@ -274,7 +275,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
         opt.step()
         if ema is not None:
             with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=False):
                     pe.lerp_(pm, 1 - t.ema_decay)
         running += loss.item()
         count += 1
@@ -284,7 +285,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if done % t.log_every == 0 and log is not None:
             speed = count / (time.perf_counter() - tick)
-            log.write(json.dumps({"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed}) + "\n")
+            log.write(
+                json.dumps({"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed})
+                + "\n"
+            )
             log.flush()
             running, count, tick = 0.0, 0, time.perf_counter()
         metrics = None
@@ -297,8 +301,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
                 bar.write(f"iter {done}: Set5 PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
             if metrics["psnr"] > best:
                 best, history_best_iter = metrics["psnr"], done
-                save_model(ema if ema is not None else model, run / "best.safetensors", iterations=done,
-                           val_psnr=metrics["psnr"], val_ssim=metrics["ssim"], **provenance)
+                save_model(
+                    ema if ema is not None else model,
+                    run / "best.safetensors",
+                    iterations=done,
+                    val_psnr=metrics["psnr"],
+                    val_ssim=metrics["ssim"],
+                    **provenance,
+                )
         if done % t.ckpt_every == 0 or done == end:
             save(done, {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else None)
     if bar is not None:
@@ -306,4 +316,5 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
     if log is not None:
         log.close()
         plot_curves(run)
+    train.last_model_state = model.state_dict()  # type: ignore[attr-defined]  # for callers and tests
     return {"iteration": end, "best_psnr": best, "best_iter": history_best_iter}

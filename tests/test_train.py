@@ -1,0 +1,163 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from seemore_sr import create_model, save_model
+from seemore_sr.cli import main
+from seemore_sr.training.config import ConfigError, load_config
+from seemore_sr.training.trainer import TrainingError, lr_at, sr_loss, train
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for sub, n in (("train", 4), ("val/HR", 2)):
+        (d / sub).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (52, 56, 3), dtype=np.uint8)).save(d / sub / f"{i}.png")
+    return d
+
+
+def sets(data, **extra):
+    base = {
+        "data.train": f"[{data / 'train'}]",
+        "data.val": str(data / "val"),
+        "data.patch_size": 16,
+        "train.batch_size": 2,
+        "train.iterations": 6,
+        "train.ckpt_every": 2,
+        "train.val_every": 3,
+        "train.log_every": 1,
+        "train.threads": 1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_loss_and_schedule():
+    x = torch.rand(2, 3, 8, 8)
+    assert sr_loss(x, x).item() == 0
+    assert sr_loss(x, x + 0.1, fft_weight=0).item() == pytest.approx(0.1, abs=1e-6)
+    assert sr_loss(x, x + 0.1).item() > 0.1  # the FFT term adds (DC component differs)
+    ms = [0.5, 0.8, 0.9, 0.95]
+    assert [lr_at(i, 1e-3, 100, ms, 0.5) for i in (0, 49, 50, 80, 90, 95, 99)] == [
+        1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5, 6.25e-5
+    ]  # fmt: skip
+
+
+def test_config_validation(tmp_path):
+    assert load_config("tiny").train.batch_size == 32
+    assert load_config("cpu", ["train.batch_size=4"]).train.batch_size == 4
+    with pytest.raises(ConfigError, match="unknown key.*train.batchsize"):
+        load_config("cpu", ["train.batchsize=4"])
+    with pytest.raises(ConfigError, match="train.batch_size: expected an integer"):
+        load_config("cpu", ["train.batch_size=big"])
+    with pytest.raises(ConfigError, match="model.variant"):
+        load_config(None, ["model.variant=huge"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {variant: tiny}\noptim: {lr: 1}\n")
+    with pytest.raises(ConfigError, match="config.optim"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_clear_errors_before_training(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "cpu", "--run", str(run), "--set", "data.train=[/no/such/dir]"]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+    assert (
+        main(
+            ["train", "cpu", "--run", str(run), *sum((["--set", s] for s in sets(data, **{"data.patch_size": 64})), [])]
+        )
+        == 2
+    )
+    assert "smaller than the LR patch" in capsys.readouterr().err
+    other = tmp_path / "large.safetensors"
+    save_model(create_model("seemore-large-x2"), other)
+    args = sets(data, **{"model.init_from": str(other)})
+    assert main(["train", "cpu", "--run", str(run), *sum((["--set", s] for s in args), [])]) == 2
+    assert "another variant" in capsys.readouterr().err
+    assert not (run / "state.pt").exists()
+
+
+def test_train_writes_everything_and_finetunes_across_scales(tmp_path, data):
+    run = tmp_path / "run"
+    out = train(load_config(None, sets(data)), run, progress=False)
+    assert out["iteration"] == 6
+    for name in ("state.pt", "latest.safetensors", "best.safetensors", "metrics.jsonl", "config.yaml", "curves.png"):
+        assert (run / name).exists(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_psnr" in r for r in rows) and any("loss" in r for r in rows)
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["iteration"] == 6
+    x3 = tmp_path / "x3"
+    train(load_config(None, sets(data, **{"model.scale": 3, "model.init_from": str(run / "latest.safetensors"),
+                                           "train.iterations": 1})), x3, progress=False)  # fmt: skip
+    a, b = load_file(run / "latest.safetensors"), torch.load(x3 / "state.pt", weights_only=True)["model"]
+    assert not torch.equal(a["conv_1.weight"], b["conv_1.weight"])  # trained on from x2's weights
+    assert b["upsampler.0.weight"].shape[0] == 27
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path, data):
+    args = sets(data, **{"train.iterations": 8, "train.ckpt_every": 1, "train.val_every": 100})
+    straight = tmp_path / "straight"
+    train(load_config("cpu", args), straight, progress=False)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "seemore_sr", "train", "cpu", "--run", str(killed), "--no-progress"]
+    cmd += sum((["--set", s] for s in args), [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "state.pt").exists():
+            try:
+                if torch.load(killed / "state.pt", weights_only=True)["iteration"] >= 3:
+                    break
+            except Exception:  # noqa: BLE001 - being replaced right now
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    it = torch.load(killed / "state.pt", weights_only=True)["iteration"]
+    assert 3 <= it < 8, "the kill should land mid-run"
+    train(load_config("cpu", args), killed, progress=False)  # resume
+    a, b = load_file(straight / "latest.safetensors"), load_file(killed / "latest.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_other_config(tmp_path, data):
+    run = tmp_path / "run"
+    train(load_config(None, sets(data, **{"train.iterations": 2})), run, progress=False)
+    with pytest.raises(TrainingError, match="another config"):
+        train(load_config(None, sets(data, **{"train.iterations": 2, "train.lr": 0.01})), run, progress=False)
+
+
+def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           str(ROOT / "tests" / "ddp_worker.py"), str(run), *sets(data, **{"train.iterations": 3})]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r0 = torch.load(run / "rank0.pt", weights_only=True)
+    r1 = torch.load(run / "rank1.pt", weights_only=True)
+    start = create_model("seemore-tiny-x2").state_dict()
+    assert any(not torch.equal(r0[k], start[k]) for k in r0)
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    assert not (run / "rank1").exists()
+    assert (run / "latest.safetensors").exists()

@@ -1,0 +1,223 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seemore_sr import create_model, load_model, save_model
+from seemore_sr.cli import main
+from seemore_sr.evaluation.metrics import psnr
+from seemore_sr.inference.tiling import tiled_forward
+from seemore_sr.inference.upscaler import Upscaler, upscale
+
+from .conftest import BENCH, GOLDEN
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "small-x2.safetensors"
+    save_model(create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def up(small_model):
+    return Upscaler(small_model, device="cpu", tile=0)
+
+
+def test_tiled_equals_untiled_on_real_photo():
+    model = load_model(GOLDEN / "tiny_x4.safetensors")  # the authors' architecture, every weight active
+    img = np.asarray(Image.open(BENCH / "B100" / "HR" / sorted(os.listdir(BENCH / "B100" / "HR"))[0]))[:96, :120]
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        whole = model(x).clamp(0, 1)
+    tiled = tiled_forward(model, x, tile=32).clamp(0, 1)
+    q = lambda t: (t[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    a, b = q(whole), q(tiled)
+    assert np.abs(a.astype(int) - b).max() <= 2
+    assert psnr(a, b) >= 50
+    naive = torch.cat([model(x[..., :, :64]), model(x[..., :, 64:])], -1).clamp(0, 1)  # per-tile routing
+    assert (naive - whole).abs().max() > (tiled - whole).abs().max()  # the test can tell the difference
+
+
+def test_api_kinds_and_dtypes(up):
+    rng = np.random.default_rng(0)
+    for arr in [
+        rng.integers(0, 256, (20, 24), dtype=np.uint8),
+        rng.integers(0, 256, (20, 24, 3), dtype=np.uint8),
+        rng.integers(0, 65536, (20, 24, 3), dtype=np.uint16),
+        rng.random((20, 24, 4)).astype(np.float32),
+    ]:
+        out = up(arr)
+        assert out.dtype == arr.dtype and out.shape[:2] == (40, 48) and out.shape[2:] == arr.shape[2:]
+    t = torch.rand(2, 3, 20, 24)
+    assert up(t).shape == (2, 3, 40, 48) and up(t[0]).shape == (3, 40, 48)
+    assert 0 <= up(t).min() and up(t).max() <= 1
+    with pytest.raises(ValueError, match="C in 1"):
+        up(np.zeros((8, 8, 5), np.uint8))
+
+
+def test_gray_alpha_palette_16bit(up):
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    assert up(rgb.convert("L")).mode == "L"
+    rgba = rgb.copy()
+    alpha = np.zeros((20, 24), np.uint8)
+    alpha[5:15, 6:18] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    out = up(rgba)
+    assert out.mode == "RGBA" and out.size == (48, 40)
+    a = np.asarray(out)[..., 3]
+    assert a[0, 0] == 0 and a[20, 24] == 255  # alpha resized, not run through the network
+    opaque = rgb.copy()
+    opaque.putalpha(255)
+    assert up(opaque).mode == "RGB"  # fully opaque alpha dropped
+    assert up(rgb.convert("P")).mode == "RGB"
+    deep = Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16))
+    out = up(deep)
+    assert np.asarray(out).dtype == np.uint16 and out.size == (48, 40)
+
+
+def test_outscale(small_model):
+    u = Upscaler(small_model, device="cpu", outscale=1.5)
+    assert u(np.zeros((20, 24, 3), np.uint8)).shape == (30, 36, 3)
+
+
+def test_fp16_refused_on_cpu(small_model):
+    with pytest.raises(ValueError, match="fp16"):
+        Upscaler(small_model, device="cpu", precision="fp16")
+
+
+def test_upscale_function(small_model):
+    out = upscale(Image.new("RGB", (10, 12)), model=small_model, device="cpu")
+    assert out.size == (20, 24)
+
+
+def make_inputs(d):
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)).save(d / "a.png")
+    im = Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    im.save(d / "b.jpg", exif=exif, dpi=(300, 300))
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.png").write_text("not an image")
+    data = (d / "a.png").read_bytes()
+    (d / "trunc.png").write_bytes(data[: len(data) // 2])
+    return d
+
+
+def test_cli_batch_with_failures(tmp_path, small_model, capsys):
+    src = make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "upscale",
+            str(src),
+            str(tmp_path / "missing.png"),
+            "-o",
+            str(out),
+            "--model",
+            str(small_model),
+            "--no-progress",
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    for name in ("empty.png", "text.png", "trunc.png", "missing.png"):
+        assert name in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # only whole files
+    b = Image.open(out / "b.jpg")
+    assert b.size == (32, 40)  # EXIF orientation applied: 20x16 shown as 16x20, upscaled x2
+    assert round(b.info["dpi"][0]) == 300
+    # existing outputs: refused, skipped, or overwritten on request
+    assert main(["upscale", str(src / "a.png"), "-o", str(out), "--model", str(small_model), "--no-progress"]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "upscale",
+                str(src / "a.png"),
+                "-o",
+                str(out),
+                "--model",
+                str(small_model),
+                "--no-progress",
+                "--skip-existing",
+            ]
+        )
+        == 0
+    )
+    assert "1 skipped" in capsys.readouterr().out
+    pattern = str(src / "a.*")
+    assert (
+        main(
+            [
+                "upscale",
+                pattern,
+                "-o",
+                str(out),
+                "--model",
+                str(small_model),
+                "--no-progress",
+                "--overwrite",
+                "--format",
+                "webp",
+            ]
+        )
+        == 0
+    )
+    assert (out / "a.webp").exists()
+
+
+def test_cli_refuses_to_overwrite_input(tmp_path, small_model, capsys):
+    src = make_inputs(tmp_path / "in")
+    before = (src / "a.png").read_bytes()
+    assert (
+        main(
+            ["upscale", str(src / "a.png"), "-o", str(src), "--model", str(small_model), "--no-progress", "--overwrite"]
+        )
+        == 1
+    )
+    assert "overwrite an input" in capsys.readouterr().err
+    assert (src / "a.png").read_bytes() == before
+
+
+def test_interrupted_run_leaves_no_partial_file(tmp_path, small_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "seemore_sr",
+        "upscale",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        str(small_model),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = list(out.glob("*.png"))
+    assert written, "the run should have written some files before the kill"
+    for f in written:
+        Image.open(f).load()  # every visible output is a whole image
+        assert Image.open(f).size == (96, 96)
