@@ -169,3 +169,19 @@ def test_registry():
         create_model("seemore-tiny-x2", embed_dim=12)
     m = create_model("seemore-base-x3", num_experts=4)
     assert m.config.num_experts == 4 and m.config.scale == 3 and not m.training
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_optimize_is_exact(path):
+    from seemore_sr import optimize
+
+    t = load_file(path)
+    model = load_model(path)
+    fast = optimize(model)
+    assert (fast(t["input"]) - t["output_eval"]).abs().max() <= 1e-4
+    x = torch.rand(1, 3, 9, 13)  # padded small input
+    with torch.no_grad():
+        assert (fast(x) - model(x)).abs().max() <= 1e-4
+    assert all(p.requires_grad for p in model.parameters())  # the original is untouched
+    with pytest.raises(RuntimeError, match="inference only"):
+        fast.train()

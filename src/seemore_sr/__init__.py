@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .inference.fast import optimize
 from .models.checkpoint import CheckpointError, load_checkpoint, save_model
 from .models.registry import create_model, list_models, parse_name
 from .models.seemore import SeemoRe, SeemoReConfig
@@ -28,7 +29,10 @@ __all__ = [
     "create_model",
     "list_models",
     "load_model",
+    "optimize",
     "save_model",
+    "upscale",
+    "Upscaler",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -51,3 +55,11 @@ def load_model(path_or_name: str | os.PathLike, **overrides: object) -> SeemoRe:
         have = ", ".join(shipped) or "none yet"
         raise CheckpointError(f"{name}: no bundled weights (bundled: {have}); pass a checkpoint path")
     return load_checkpoint(shipped[name], **overrides)
+
+
+def __getattr__(name: str):  # lazy: keeps `import seemore_sr` light
+    if name in ("upscale", "Upscaler"):
+        from .inference import upscaler
+
+        return getattr(upscaler, name)
+    raise AttributeError(name)

@@ -133,6 +133,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .inference.export import export_onnx
+
+    model = load_model(args.model)
+    out = export_onnx(model, args.output, opset=args.opset)
+    print(
+        f"wrote {out} (dynamic batch/height/width; routing computed in the graph; min side {model.config.min_size}px)"
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.config import load_config
     from .training.trainer import train
@@ -157,7 +169,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for item, why in missing:
         print(f"failed: {item}: {why}", file=sys.stderr)
     tile: int | str = "auto" if args.tile is None else args.tile
-    upscaler = Upscaler(model, device=args.device, precision=args.precision, tile=tile, outscale=args.outscale)
+    upscaler = Upscaler(
+        model, device=args.device, precision=args.precision, tile=tile, outscale=args.outscale, backend=args.backend
+    )
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
         upscaler,
@@ -212,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
+    q.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     q.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -231,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_eval)
+
+    q = sub.add_parser("export", help="export a model to ONNX")
+    q.add_argument("model", help="registry name (bundled weights) or checkpoint path")
+    q.add_argument("output", help="output .onnx path")
+    q.add_argument("--opset", type=int, default=17)
+    q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("train", help="train or resume a model")
     q.add_argument("recipe", help="recipe YAML path or bundled name (tiny, base, large, cpu)")

@@ -76,6 +76,7 @@ class Upscaler:
         precision: str = "fp32",
         tile: int | str = "auto",
         outscale: float | None = None,
+        backend: str = "torch",
     ) -> None:
         from .. import load_model
 
@@ -96,6 +97,19 @@ class Upscaler:
         if outscale is not None and outscale <= 0:
             raise ValueError(f"outscale must be positive, got {outscale}")
         self.outscale = outscale
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if backend == "onnxruntime":
+            if self.device.type != "cpu" or precision != "fp32":
+                raise ValueError("the onnxruntime backend runs on the CPU in fp32")
+            from .export import onnx_runner
+
+            self.fast: nn.Module = onnx_runner(net)
+            self.tile = 0  # routing lives in the graph; the ONNX model runs whole images
+        else:
+            from .fast import optimize
+
+            self.fast = optimize(self.model)
 
     # ------------------------------------------------------------------ tensors
     def tile_for(self, h: int, w: int) -> int:
@@ -118,7 +132,7 @@ class Upscaler:
             if tile and max(x.shape[-2:]) > tile:
                 y = tiled_forward(self.model, x, tile, progress)
             else:
-                y = self.model(x)
+                y = self.fast(x)
         y = y.float().clamp_(0, 1).cpu()
         if self.outscale is not None and self.outscale != self.scale:
             h, w = x.shape[-2:]

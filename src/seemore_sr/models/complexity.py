@@ -14,6 +14,8 @@ the cheapest to the dearest expert.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -25,7 +27,18 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> int:
-    from .seemore import MoEBlock
+    """MACs of one forward pass on ``x``; with ``expert`` set, that expert in every MoE layer.
+
+    With ``expert`` set, the pass runs on the ``meta`` device (shapes only, instant).
+    """
+    from .seemore import MoEBlock, MoELayer
+
+    if expert is not None:
+        model = copy.deepcopy(model).to("meta")
+        x = torch.empty(x.shape, device="meta")
+        for m in model.modules():
+            if isinstance(m, MoELayer):
+                m.forward = lambda x, k, routing=None, e=m.experts[expert]: x + e(x, k)
 
     total = 0
 
@@ -50,14 +63,9 @@ def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> 
             handles.append(m.register_forward_hook(linear_hook))
         elif isinstance(m, MoEBlock):
             handles.append(m.register_forward_hook(resize_hook))
-    routing = None
-    if expert is not None:
-        n = x.shape[0]
-        one = (torch.ones(n, 1), torch.full((n, 1), expert, dtype=torch.long))
-        routing = [one] * model.config.num_layers  # type: ignore[attr-defined]
     try:
         with torch.no_grad():
-            model(x, routing)
+            model(x)
     finally:
         for h in handles:
             h.remove()

@@ -171,7 +171,11 @@ class MoELayer(nn.Module):
 
     ``routing`` (optional) fixes ``(weights, experts)`` instead of deriving them from
     ``x``; tiled inference uses it to apply the whole image's routing to every tile.
+    ``dense = True`` evaluates every expert and zero-weights the unchosen ones (the
+    authors' training path): same outputs, but a static graph for export.
     """
+
+    dense: bool = False
 
     def __init__(self, dim: int, ranks: list[int], topk: int) -> None:
         super().__init__()
@@ -184,6 +188,13 @@ class MoELayer(nn.Module):
 
     def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
         weights, chosen = routing if routing is not None else self.routing(x)
+        if self.dense:
+            mix = torch.zeros(x.shape[0], len(self.experts), dtype=x.dtype, device=x.device)
+            mix = mix.scatter(1, chosen, weights)
+            out = x
+            for j, expert in enumerate(self.experts):
+                out = out + expert(x, k) * mix[:, j].view(-1, 1, 1, 1)
+            return out
         out = x
         for j, expert in enumerate(self.experts):
             hit = chosen == j  # [N, topk]

@@ -1,0 +1,165 @@
+"""Inference paths side by side: latency (interleaved repeats), peak memory, exactness.
+
+    python benchmarks/bench_inference.py                       # tiny x4, 720p output
+    python benchmarks/bench_inference.py --models all --repeats 5
+    python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
+
+Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
+``channels_last`` (the same module in channels_last), ``fast`` (``seemore_sr.optimize``),
+``fast+compile`` (optional), ``fast-bf16`` (autocast, CPUs with bf16 / GPUs),
+``fast-fp16`` (GPU only) and ``onnxruntime`` (CPU). Every path's output is compared with
+the baseline: max abs difference for fp32 paths, PSNR for reduced precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+from seemore_sr import create_model, list_models
+from seemore_sr.bench import time_call
+from seemore_sr.inference.export import OnnxUpscaler, export_onnx
+from seemore_sr.inference.fast import optimize
+from seemore_sr.models.complexity import paper_input_size
+
+
+def paths_for(model, device, args):
+    out = {"baseline": model}
+    cl = create_model(f"seemore-{args.current}").to(device)
+    cl.load_state_dict(model.state_dict())
+    cl = cl.to(memory_format=torch.channels_last)
+    out["channels_last"] = lambda x: cl(x.contiguous(memory_format=torch.channels_last))
+    fast = optimize(model)
+    out["fast"] = fast
+    if args.compile:
+        out["fast+compile"] = optimize(model, compile=True)
+    bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
+    if bf16_ok:
+
+        def bf16(x, fast=fast):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return fast(x)
+
+        out["fast-bf16"] = bf16
+    if device.type == "cuda":
+
+        def fp16(x, fast=fast):
+            with torch.autocast("cuda", dtype=torch.float16):
+                return fast(x)
+
+        out["fast-fp16"] = fp16
+    if device.type == "cpu" and not args.no_onnx:
+        path = os.path.join(tempfile.mkdtemp(), "m.onnx")
+        export_onnx(model, path)
+        cfg = model.config
+        out["onnxruntime"] = OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
+    return out
+
+
+def psnr(a, b):
+    mse = ((a.clamp(0, 1) - b.clamp(0, 1)).double() ** 2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
+
+
+def peak_rss_mb(name: str, path_name: str, shape, device: str) -> float:
+    """Peak RSS of a fresh process running one forward of ``path_name`` (minus its idle RSS)."""
+    code = f"""
+import resource, torch, sys
+sys.argv = ['x']
+from seemore_sr import create_model
+from seemore_sr.inference.fast import optimize
+m = create_model({name!r}).to({device!r})
+x = torch.rand{tuple(shape)!r}.to({device!r})
+if {path_name!r} == 'channels_last':
+    m = m.to(memory_format=torch.channels_last); x = x.contiguous(memory_format=torch.channels_last)
+elif {path_name!r} != 'baseline':
+    m = optimize(m)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    m(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="tiny-x4", help="comma list like tiny-x4,base-x2, or 'all'")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--memory", action="store_true", help="peak RSS per path (CPU, in subprocesses)")
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    names = (
+        [n.removeprefix("seemore-") for n in list_models() if not n.endswith("x1")]
+        if args.models == "all"
+        else args.models.split(",")
+    )
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    print(f"# output 1280x720, batch 1, {args.repeats} interleaved repeats after one warm-up; median (min..max)")
+    results = {}
+    for name in names:
+        args.current = name
+        torch.manual_seed(0)
+        model = create_model(f"seemore-{name}").to(device)
+        h, w = paper_input_size(model.config.scale)
+        x = torch.rand(1, 3, h, w, device=device)
+        paths = paths_for(model, device, args)
+        with torch.no_grad():
+            ref = model(x)
+            outs = {k: f(x) for k, f in paths.items()}  # warm-up, and the exactness check
+            times = {k: [] for k in paths}
+            for _ in range(args.repeats):
+                for k, f in paths.items():
+                    times[k].append(time_call(lambda f=f, x=x: f(x), device))
+        base = statistics.median(times["baseline"])
+        print(f"\n## seemore-{name} (input {w}x{h})")
+        print(
+            f"{'path':<14} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
+            + ("  peak MB" if args.memory else "")
+        )
+        results[name] = {}
+        for k in paths:
+            med = statistics.median(times[k])
+            diff = (outs[k].float() - ref).abs().max().item()
+            row = {
+                "median_ms": 1e3 * med, "min_ms": 1e3 * min(times[k]), "max_ms": 1e3 * max(times[k]),
+                "speedup": base / med, "max_abs_diff": diff, "psnr_vs_baseline": psnr(outs[k].float(), ref),
+            }  # fmt: skip
+            mem = ""
+            if args.memory and k in ("baseline", "channels_last", "fast"):
+                row["peak_rss_mb"] = peak_rss_mb(f"seemore-{name}", k, (1, 3, h, w), args.device)
+                mem = f"  {row['peak_rss_mb']:7.0f}"
+            results[name][k] = row
+            rng = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
+            print(
+                f"{k:<14} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
+                f"{row['psnr_vs_baseline']:>13.1f}{mem}"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": torch.get_num_threads(), "repeats": args.repeats, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
