@@ -1,0 +1,43 @@
+import csv
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from seemore_sr import create_model, save_model
+from seemore_sr.cli import main
+
+from .conftest import BENCH
+
+
+def test_eval_cli_outputs(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("seemore-tiny-x3", num_layers=1, embedding_dim=8), model)
+    data = tmp_path / "Mini" / "HR"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (50, 47, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    Image.fromarray(rng.integers(0, 256, (50, 47), dtype=np.uint8)).save(data / "gray.png")
+    js, cs, imgs = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "imgs"
+    args = ["eval", str(model), "--data", str(tmp_path / "Mini"), "--scale", "3", "--no-progress"]
+    rc = main([*args, "--json", str(js), "--csv", str(cs), "--save-images", str(imgs)])
+    assert rc == 0
+    out = json.loads(js.read_text())
+    assert out["Mini"]["images"] == 3 and 0 < out["Mini"]["psnr"] < 60
+    rows = list(csv.DictReader(cs.open()))
+    assert rows[0]["dataset"] == "Mini" and rows[0]["images"] == "3"
+    assert Image.open(imgs / "Mini" / "gray.png").mode == "L"  # gray stays gray
+    assert Image.open(imgs / "Mini" / "0.png").size == (45, 48)  # cropped to a multiple of 3
+    # a wrong scale is refused before any work
+    assert main(["eval", str(model), "--data", str(tmp_path / "Mini"), "--scale", "2", "--no-progress"]) == 2
+    assert "x3 model" in capsys.readouterr().err
+
+
+def test_eval_bicubic_compare_paper(capsys):
+    rc = main(["eval", "bicubic", "--data", str(BENCH / "Set5"), "--scale", "2", "--compare-paper", "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "33.673" in out and "33.66" in out
