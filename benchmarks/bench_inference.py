@@ -70,9 +70,9 @@ def psnr(a, b):
 
 
 def peak_rss_mb(name: str, path_name: str, shape, device: str) -> float:
-    """Peak RSS of a fresh process running one forward of ``path_name`` (minus its idle RSS)."""
+    """Peak RSS growth of a fresh process during one forward of ``path_name`` (Linux, after a warm-up)."""
     code = f"""
-import resource, torch, sys
+import torch, sys
 sys.argv = ['x']
 from seemore_sr import create_model
 from seemore_sr.inference.fast import optimize
@@ -82,10 +82,17 @@ if {path_name!r} == 'channels_last':
     m = m.to(memory_format=torch.channels_last); x = x.contiguous(memory_format=torch.channels_last)
 elif {path_name!r} != 'baseline':
     m = optimize(m)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1])
+with torch.no_grad():
+    m(x)  # warm-up: allocator pools and oneDNN primitives exist before the measurement
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak (VmHWM) to the current RSS
+base = status('VmRSS')
 with torch.no_grad():
     m(x)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+print((status('VmHWM') - base) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
