@@ -170,7 +170,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(f"failed: {item}: {why}", file=sys.stderr)
     tile: int | str = "auto" if args.tile is None else args.tile
     upscaler = Upscaler(
-        model, device=args.device, precision=args.precision, tile=tile, outscale=args.outscale, backend=args.backend
+        model,
+        device=args.device,
+        precision=args.precision,
+        tile=tile,
+        outscale=args.outscale,
+        backend=args.backend,
+        progress=not args.no_progress,
     )
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
@@ -186,6 +192,21 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     summary.failed[:0] = missing
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .training.trainer import plot_curves
+
+    run = Path(args.run)
+    if not (run / "metrics.jsonl").is_file():
+        raise FileNotFoundError(f"{run}: no metrics.jsonl (not a training run folder)")
+    out = plot_curves(run)
+    if out is None:
+        raise ValueError("plotting needs matplotlib")
+    print(f"wrote {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("plot", help="write a run's loss / validation curves (curves.png), e.g. mid-run")
+    q.add_argument("run", help="run directory")
+    q.set_defaults(func=cmd_plot)
     return p
 
 

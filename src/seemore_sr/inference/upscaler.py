@@ -77,6 +77,7 @@ class Upscaler:
         tile: int | str = "auto",
         outscale: float | None = None,
         backend: str = "torch",
+        progress: bool = False,
     ) -> None:
         from .. import load_model
 
@@ -97,6 +98,7 @@ class Upscaler:
         if outscale is not None and outscale <= 0:
             raise ValueError(f"outscale must be positive, got {outscale}")
         self.outscale = outscale
+        self.progress = progress  # a progress bar over the tiled passes of big images
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
         if backend == "onnxruntime":
@@ -130,7 +132,15 @@ class Upscaler:
         autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
         with autocast:
             if tile and max(x.shape[-2:]) > tile:
+                bar = None
+                if progress is None and self.progress:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=self.model.config.num_layers + 1, desc="tiled passes", leave=False)
+                    progress = bar.update
                 y = tiled_forward(self.model, x, tile, progress)
+                if bar is not None:
+                    bar.close()
             else:
                 y = self.fast(x)
         y = y.float().clamp_(0, 1).cpu()

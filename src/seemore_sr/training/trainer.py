@@ -249,6 +249,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
         )
 
     log = (run / "metrics.jsonl").open("a") if rank == 0 else None
+    tb = None
+    if rank == 0:
+        try:  # TensorBoard when installed; the JSONL log is always written
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(run / "tb"))
+        except ImportError:
+            pass
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
@@ -291,6 +299,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
                 + "\n"
             )
             log.flush()
+            if tb is not None:
+                tb.add_scalar("train/loss", running / count, done)
+                tb.add_scalar("train/lr", opt.param_groups[0]["lr"], done)
             running, count, tick = 0.0, 0, time.perf_counter()
         metrics = None
         if val and (done % t.val_every == 0 or done == t.iterations) and rank == 0:
@@ -298,6 +309,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
             if log is not None:
                 log.write(json.dumps({"iter": done, "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]}) + "\n")
                 log.flush()
+            if tb is not None:
+                tb.add_scalar("val/psnr", metrics["psnr"], done)
+                tb.add_scalar("val/ssim", metrics["ssim"], done)
             if bar is not None:
                 bar.write(f"iter {done}: Set5 PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
             if metrics["psnr"] > best:
@@ -317,5 +331,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
     if log is not None:
         log.close()
         plot_curves(run)
+    if tb is not None:
+        tb.close()
     train.last_model_state = model.state_dict()  # type: ignore[attr-defined]  # for callers and tests
     return {"iteration": end, "best_psnr": best, "best_iter": history_best_iter}
