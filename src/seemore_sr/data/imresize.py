@@ -13,6 +13,7 @@ Accepted arrays: numpy ``(H, W)`` or ``(H, W, C)`` uint8 / float, or torch tenso
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -51,16 +52,26 @@ def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray,
     return w[:, keep], idx[:, keep]
 
 
+@lru_cache(maxsize=64)
+def _matrix(in_len: int, out_len: int, scale: float, dtype: torch.dtype) -> Tensor:
+    """The resize as a sparse ``(out, in)`` CSR matrix (duplicate mirror taps summed)."""
+    w, idx = _contributions(in_len, out_len, scale)
+    rows = np.repeat(np.arange(out_len), w.shape[1])
+    indices = torch.from_numpy(np.stack([rows, idx.ravel()]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR is beta" notices
+        coo = torch.sparse_coo_tensor(indices, torch.from_numpy(w.ravel()), (out_len, in_len))
+        return coo.coalesce().to(dtype).to_sparse_csr()
+
+
 def _resize_dim(x: Tensor, dim: int, out_len: int, scale: float, quantize: bool) -> Tensor:
-    w, idx = _contributions(x.shape[dim], out_len, scale)
-    wt = torch.from_numpy(w).to(x.dtype)
-    shape = [1] * x.ndim
-    shape[dim] = out_len
-    out = None
-    for p in range(w.shape[1]):
-        term = x.index_select(dim, torch.from_numpy(idx[:, p])) * wt[:, p].view(shape)
-        out = term if out is None else out + term
-    assert out is not None
+    """Resize one dimension: one sparse matrix product over all the other dimensions."""
+    moved = x.movedim(dim, 0)
+    flat = moved.reshape(moved.shape[0], -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _matrix(x.shape[dim], out_len, scale, x.dtype) @ flat
+    out = out.reshape(out_len, *moved.shape[1:]).movedim(0, dim)
     if quantize:
         out = torch.floor(out + 0.5).clamp_(0, 255)  # MATLAB rounds half away from zero
     return out
