@@ -211,8 +211,12 @@ class Upscaler:
             raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
         y = self._planes(a.astype(np.float32) / peak)
         if a.dtype.kind == "f":
-            return y.astype(a.dtype)
-        return np.clip(np.floor(y * peak + 0.5), 0, peak).astype(a.dtype)
+            return y.astype(a.dtype, copy=False)
+        np.multiply(y, peak, out=y)  # in place: big outputs are not copied three times
+        y += 0.5
+        np.floor(y, out=y)
+        np.clip(y, 0, peak, out=y)
+        return y.astype(a.dtype)
 
     def _pil(self, im: Image.Image) -> Image.Image:
         mode = im.mode
