@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS_X2=${ITERS_X2:-2000}
-ITERS_FT=${ITERS_FT:-700}
+ITERS_FT=${ITERS_FT:-500}
 seemore train cpu --run runs/tiny-x2 --no-progress --set train.iterations="$ITERS_X2"
 for s in 3 4; do
   seemore train cpu --run "runs/tiny-x$s" --no-progress \
