@@ -177,3 +177,9 @@ def test_metadata_config_is_json(tmp_path):
 
     with safe_open(str(path), "pt") as f:
         assert json.loads(f.metadata()["config"])["scale"] == 2
+
+
+def test_profile_latency(capsys):
+    assert main(["profile", "seemore-tiny-x2", "--latency", "--input-size", "16", "20", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "ms median over 2 runs on cpu (20x16 input)" in out
