@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .registry import VARIANTS
+from .registry import VARIANTS, make_config
 from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
 
 __all__ = [
@@ -169,14 +169,9 @@ def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReCon
 
 
 def _config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
-    known = {f.name for f in dataclasses.fields(SeemoReConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(known)}")
-    merged = {k: v for k, v in {**fields, **overrides}.items() if k in known}
-    try:
-        return SeemoReConfig(**merged)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as e:
+    try:  # unknown override names stay a TypeError: the caller's mistake, not the file's
+        return make_config(fields, overrides)
+    except ValueError as e:
         raise CheckpointError(str(e)) from None
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 
 from .seemore import SeemoRe, SeemoReConfig
 
-__all__ = ["VARIANTS", "SCALES", "list_models", "config_for", "parse_name", "create_model"]
+__all__ = ["VARIANTS", "SCALES", "list_models", "config_for", "make_config", "parse_name", "create_model"]
 
 # The released variants (all: 3 experts, exp rank growth, top-1, kernel 11).
 VARIANTS: dict[str, dict[str, object]] = {
@@ -31,14 +32,20 @@ def parse_name(name: str) -> tuple[str, int]:
     return m["variant"], int(m["scale"])
 
 
+def make_config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
+    """``SeemoReConfig`` from ``fields`` updated by ``overrides``; unknown override names are errors."""
+    known = {f.name for f in dataclasses.fields(SeemoReConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(known)}")
+    merged = {k: v for k, v in {**fields, **overrides}.items() if k in known}
+    return SeemoReConfig(**merged)  # type: ignore[arg-type]
+
+
 def config_for(name: str, **overrides: object) -> SeemoReConfig:
     """The config of a registered name, with fields replaced by ``overrides``."""
     variant, scale = parse_name(name)
-    fields = {f.name for f in dataclasses.fields(SeemoReConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(fields)}")
-    return SeemoReConfig(**{"scale": scale, **VARIANTS[variant], **overrides})  # type: ignore[arg-type]
+    return make_config({"scale": scale, **VARIANTS[variant]}, overrides)
 
 
 def create_model(name: str, **overrides: object) -> SeemoRe:
