@@ -60,6 +60,7 @@ def test_loss_and_schedule():
 def test_config_validation(tmp_path):
     assert load_config("tiny").train.batch_size == 32
     assert load_config("cpu", ["train.batch_size=4"]).train.batch_size == 4
+    assert load_config("cpu", ["train.lr=5e-4"]).train.lr == 5e-4  # YAML 1.1 reads this as a string
     with pytest.raises(ConfigError, match="unknown key.*train.batchsize"):
         load_config("cpu", ["train.batchsize=4"])
     with pytest.raises(ConfigError, match="train.batch_size: expected an integer"):
