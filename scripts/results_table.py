@@ -1,0 +1,19 @@
+"""Markdown table of results/bundled-x{s}.json next to bicubic (ours) and the paper's SeemoRe-T."""
+
+import json
+from pathlib import Path
+
+from seemore_sr.evaluation.evaluate import paper_numbers
+
+root = Path(__file__).resolve().parents[1] / "results"
+print("| scale | dataset | ours (PSNR / SSIM) | bicubic | gain over bicubic | paper SeemoRe-T |")
+print("|---|---|---|---|---|---|")
+for s in (2, 3, 4):
+    ours, bic = json.loads((root / f"bundled-x{s}.json").read_text()), json.loads((root / f"bicubic-x{s}.json").read_text())
+    paper = paper_numbers("SeemoRe-T", s)
+    for ds in ("Set5", "Set14", "B100"):
+        o, b, p = ours[ds], bic[ds], paper[ds.lower()]
+        print(
+            f"| x{s} | {ds} | {o['psnr']:.2f} / {o['ssim']:.4f} | {b['psnr']:.2f} / {b['ssim']:.4f} | "
+            f"+{o['psnr'] - b['psnr']:.2f} dB | {p['psnr']:.2f} / {p['ssim']:.4f} |"
+        )

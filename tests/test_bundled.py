@@ -1,0 +1,41 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seemore_sr import bundled_weights, load_model
+from seemore_sr.cli import main
+from seemore_sr.evaluation.evaluate import evaluate, paper_numbers
+from seemore_sr.inference.upscaler import Upscaler
+
+from .conftest import BENCH, ROOT
+
+
+def test_bundled_weights_ship_with_provenance():
+    assert set(bundled_weights()) == {"seemore-tiny-x2", "seemore-tiny-x3", "seemore-tiny-x4"}
+    for name in bundled_weights():
+        model = load_model(name)
+        assert model.config.scale == int(name[-1]) and model.config.embedding_dim == 36
+        assert model.provenance["iterations"] > 0 and "train" in model.provenance["dataset"]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bundled_weights_beat_bicubic_on_set5(scale):
+    """The shipping floor: at least +1.5 dB over bicubic on Set5."""
+    (res,) = evaluate(Upscaler(f"seemore-tiny-x{scale}", device="cpu"), [BENCH / "Set5"], scale, progress=False)
+    assert res.summary()["psnr"] >= paper_numbers("Bicubic", scale)["set5"]["psnr"] + 1.5
+
+
+def test_main_job_upscales_the_sample(tmp_path):
+    sample = ROOT / "src" / "seemore_sr" / "assets" / "sample.png"
+    assert main(["upscale", str(sample), "-o", str(tmp_path), "--no-progress"]) == 0
+    w, h = Image.open(sample).size
+    out = Image.open(tmp_path / "sample.png")
+    assert out.size == (4 * w, 4 * h)
+    assert np.asarray(out).std() > 10  # a picture, not a blank
+
+
+def test_readme_numbers_come_from_results():
+    table = json.loads((ROOT / "results" / "bundled-x4.json").read_text())
+    assert table["Set5"]["images"] == 5 and table["B100"]["images"] == 100
