@@ -9,7 +9,10 @@ root = Path(__file__).resolve().parents[1] / "results"
 print("| scale | dataset | ours (PSNR / SSIM) | bicubic | gain over bicubic | paper SeemoRe-T |")
 print("|---|---|---|---|---|---|")
 for s in (2, 3, 4):
-    ours, bic = json.loads((root / f"bundled-x{s}.json").read_text()), json.loads((root / f"bicubic-x{s}.json").read_text())
+    ours, bic = (
+        json.loads((root / f"bundled-x{s}.json").read_text()),
+        json.loads((root / f"bicubic-x{s}.json").read_text()),
+    )
     paper = paper_numbers("SeemoRe-T", s)
     for ds in ("Set5", "Set14", "B100"):
         o, b, p = ours[ds], bic[ds], paper[ds.lower()]
