@@ -135,6 +135,9 @@ def test_cli_batch_with_failures(tmp_path, small_model, capsys):
         assert name in err
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # only whole files
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "a.png").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     b = Image.open(out / "b.jpg")
     assert b.size == (32, 40)  # EXIF orientation applied: 20x16 shown as 16x20, upscaled x2
     assert round(b.info["dpi"][0]) == 300

@@ -83,6 +83,12 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict) -> None:
     kwargs: dict = {}
     if "icc_profile" in info and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
@@ -106,6 +112,7 @@ def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict) -> None:
             im.save(f, format=fmt, **kwargs)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

@@ -242,6 +242,9 @@ def save_model(model: SeemoRe, path: str | os.PathLike, **provenance: object) ->
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; keep the usual file mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
