@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import glob
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .._fs import atomic_path
 from ..data.images import IMAGE_SUFFIXES
 from .upscaler import Upscaler
 
@@ -83,12 +82,6 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict) -> None:
     kwargs: dict = {}
     if "icc_profile" in info and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
@@ -105,18 +98,8 @@ def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict) -> None:
         kwargs["quality"] = 95
         if im.mode == "I;16":
             raise ValueError("WebP cannot hold 16-bit images; use --format png or tiff")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(dst) as tmp:
+        im.save(tmp, format=fmt, **kwargs)
 
 
 def upscale_files(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .._fs import atomic_path
 from ..models.seemore import MoELayer, SeemoRe
 
 __all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner"]
@@ -32,29 +33,21 @@ def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17) -> Pat
     size = max(net.config.min_size, 32)
     x = torch.rand(1, net.config.in_chans, size, size + 8)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net,
-                (x,),
-                tmp,
-                input_names=["lr"],
-                output_names=["sr"],
-                dynamic_axes={
-                    "lr": {0: "batch", 2: "height", 3: "width"},
-                    "sr": {0: "batch", 2: "out_height", 3: "out_width"},
-                },
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (x,),
+            str(tmp),
+            input_names=["lr"],
+            output_names=["sr"],
+            dynamic_axes={
+                "lr": {0: "batch", 2: "height", 3: "width"},
+                "sr": {0: "batch", 2: "out_height", 3: "out_width"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 

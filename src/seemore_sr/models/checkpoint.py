@@ -15,7 +15,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .._fs import atomic_path
 from .registry import VARIANTS, make_config
 from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
 
@@ -237,16 +237,6 @@ def save_model(model: SeemoRe, path: str | os.PathLike, **provenance: object) ->
         "config": json.dumps(dataclasses.asdict(config)),
         "provenance": json.dumps(provenance, default=str),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; keep the usual file mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
+from .._fs import atomic_path
 from ..data.images import list_images
 from ..data.paired import PairedImages, load_pair
 from ..evaluation.metrics import psnr_torch, ssim_torch
@@ -64,16 +64,8 @@ def lr_at(it: int, base: float, total: int, milestones: list[float], gamma: floa
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _init_from(model: SeemoRe, path: str) -> list[str]:
