@@ -19,7 +19,7 @@ from torch import Tensor
 from .images import ImageError, list_images, read_image
 from .imresize import imresize
 
-__all__ = ["PairedImages", "DataError"]
+__all__ = ["PairedImages", "DataError", "find_pairs", "load_pair"]
 
 
 class DataError(ValueError):
@@ -32,13 +32,17 @@ class _Pair:
     lr: np.ndarray  # uint8 (H/s, W/s, 3)
 
 
-def _find_pairs(folder: Path, scale: int) -> list[tuple[Path, Path | None]]:
-    """``(hr, lr or None)`` for an HR folder, or an ``HR/`` + ``LR_bicubic/X{s}`` pair."""
+def find_pairs(folder: Path, scale: int, recursive: bool | None = None) -> list[tuple[Path, Path | None]]:
+    """``(hr, lr or None)`` for an HR folder, or an ``HR/`` + ``LR_bicubic/X{s}`` pair.
+
+    LR files follow the benchmark naming, ``LR_bicubic/X2/babyx2.png`` for ``HR/baby.png``.
+    A bare HR folder is searched recursively unless ``recursive`` says otherwise.
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such data folder")
     hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
     lr_dir = folder / "LR_bicubic" / f"X{scale}"
-    hrs = list_images(hr_dir, recursive=hr_dir is folder)
+    hrs = list_images(hr_dir, recursive=hr_dir is folder if recursive is None else recursive)
     if not hrs:
         raise DataError(f"{hr_dir}: no images found")
     out = []
@@ -68,7 +72,7 @@ class PairedImages:
     ) -> None:
         self.scale, self.patch, self.seed = scale, patch_size, seed
         start = time.perf_counter()
-        files = [p for f in folders for p in _find_pairs(Path(f), scale)]
+        files = [p for f in folders for p in find_pairs(Path(f), scale)]
         self.pairs: list[_Pair] = []
         small = []
         for hr, lr in files:

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.images import ImageError, list_images, read_image
+from .._fs import atomic_path
+from ..data.images import ImageError, read_image
 from ..data.imresize import imresize
+from ..data.paired import DataError, find_pairs
 from .metrics import psnr, ssim
 
 __all__ = ["DatasetResult", "evaluate", "paper_numbers", "lr_for", "write_json", "write_csv", "PAPER_CSV"]
@@ -49,12 +51,10 @@ def _cache_dir() -> Path:
     return Path(root) / "lr"
 
 
-def lr_for(hr: np.ndarray, hr_path: Path, scale: int, lr_dir: Path | None) -> np.ndarray:
-    """The LR image: the dataset's own file if present, else cached MATLAB bicubic."""
-    if lr_dir is not None:
-        f = lr_dir / f"{hr_path.stem}x{scale}{hr_path.suffix}"
-        if f.is_file():
-            return read_image(f)
+def lr_for(hr: np.ndarray, scale: int, lr_path: Path | None) -> np.ndarray:
+    """The LR image: the dataset's own file if there is one, else cached MATLAB bicubic."""
+    if lr_path is not None:
+        return read_image(lr_path)
     key = hashlib.sha1(hr.tobytes() + str((hr.shape, scale)).encode()).hexdigest()[:20]
     cached = _cache_dir() / f"{key}.png"
     if cached.is_file():
@@ -64,10 +64,8 @@ def lr_for(hr: np.ndarray, hr_path: Path, scale: int, lr_dir: Path | None) -> np
             pass
     lr = imresize(hr, 1 / scale)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        Image.fromarray(lr).save(tmp, format="PNG")
-        os.replace(tmp, cached)
+        with atomic_path(cached) as tmp:
+            Image.fromarray(lr).save(tmp, format="PNG")
     except OSError:
         pass  # a read-only cache is not an error
     return lr
@@ -89,31 +87,27 @@ def evaluate(
     for folder in map(Path, datasets):
         res = DatasetResult(folder.name)
         results.append(res)
-        hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
-        lr_dir = folder / "LR_bicubic" / f"X{scale}"
         try:
-            files = list_images(hr_dir)
-        except FileNotFoundError:
-            files = []
-            res.errors.append(f"{folder}: no such folder")
-        if not files:
-            if not res.errors:
-                res.errors.append(f"{hr_dir}: no images")
-            log(f"failed: {res.errors[-1]}")
+            if not folder.is_dir():
+                raise DataError(f"{folder}: no such folder")
+            files = find_pairs(folder, scale, recursive=False)
+        except DataError as e:
+            res.errors.append(str(e))
+            log(f"failed: {e}")
             continue
         it = files
         if progress:
             from tqdm import tqdm
 
             it = tqdm(files, desc=folder.name, unit="img", dynamic_ncols=True, leave=False)
-        for path in it:
+        for path, lr_path in it:
             try:
                 hr = read_image(path)
                 h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
                 if h == 0 or w == 0:
                     raise ImageError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
                 hr = np.ascontiguousarray(hr[:h, :w])
-                lr = lr_for(hr, path, scale, lr_dir if lr_dir.is_dir() else None)
+                lr = lr_for(hr, scale, lr_path)
                 if method == "bicubic":
                     sr = imresize(lr, float(scale))
                 else:

@@ -31,8 +31,7 @@ import yaml
 from torch import Tensor, nn
 
 from .._fs import atomic_path
-from ..data.images import list_images
-from ..data.paired import PairedImages, load_pair
+from ..data.paired import PairedImages, find_pairs, load_pair
 from ..evaluation.metrics import psnr_torch, ssim_torch
 from ..models.checkpoint import CheckpointError, read_checkpoint, save_model
 from ..models.registry import config_for
@@ -89,17 +88,11 @@ def _init_from(model: SeemoRe, path: str) -> list[str]:
 
 
 def _val_set(folder: str, scale: int) -> list[tuple[Tensor, Tensor]]:
-    root = Path(folder)
-    hr_dir = root / "HR" if (root / "HR").is_dir() else root
-    lr_dir = root / "LR_bicubic" / f"X{scale}"
     out = []
-    for hr_path in list_images(hr_dir):
-        lr_path = lr_dir / f"{hr_path.stem}x{scale}{hr_path.suffix}"
-        pair = load_pair(hr_path, lr_path if lr_path.is_file() else None, scale)
+    for hr_path, lr_path in find_pairs(Path(folder), scale, recursive=False):
+        pair = load_pair(hr_path, lr_path, scale)
         t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
         out.append((t(pair.lr), t(pair.hr)))
-    if not out:
-        raise TrainingError(f"data.val: no images in {hr_dir}")
     return out
 
 
