@@ -69,6 +69,17 @@ def psnr(a, b):
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
+@torch.no_grad()
+def cuda_peak_mb(fn, x, device) -> float:
+    """Peak CUDA memory allocated during one call, above what was allocated before it."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn(x)
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
 def peak_rss_mb(name: str, path_name: str, shape, device: str) -> float:
     """Peak RSS growth of a fresh process during one forward of ``path_name`` (Linux, after a warm-up)."""
     code = f"""
@@ -105,13 +116,15 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    p.add_argument("--memory", action="store_true", help="peak RSS per path (CPU, in subprocesses)")
+    p.add_argument("--memory", action="store_true", help="peak memory per path (CPU: RSS in subprocesses; CUDA)")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32: no TF32 convolutions / GEMMs
+    torch.backends.cuda.matmul.allow_tf32 = False
     names = (
         [n.removeprefix("seemore-") for n in list_models() if not n.endswith("x1")]
         if args.models == "all"
@@ -153,7 +166,10 @@ def main() -> int:
                 "speedup": base / med, "max_abs_diff": diff, "psnr_vs_baseline": psnr(outs[k].float(), ref),
             }  # fmt: skip
             mem = ""
-            if args.memory and k in ("baseline", "channels_last", "fast"):
+            if args.memory and device.type == "cuda":
+                row["peak_mb"] = cuda_peak_mb(paths[k], x, device)
+                mem = f"  {row['peak_mb']:7.0f}"
+            elif args.memory and k in ("baseline", "channels_last", "fast"):
                 row["peak_rss_mb"] = peak_rss_mb(f"seemore-{name}", k, (1, 3, h, w), args.device)
                 mem = f"  {row['peak_rss_mb']:7.0f}"
             results[name][k] = row
