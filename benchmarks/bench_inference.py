@@ -5,10 +5,12 @@
     python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
-``channels_last`` (the same module in channels_last), ``fast`` (``seemore_sr.optimize``),
-``fast+compile`` (optional), ``fast-bf16`` (autocast, CPUs with bf16 / GPUs),
-``fast-fp16`` (GPU only) and ``onnxruntime`` (CPU). Every path's output is compared with
-the baseline: max abs difference for fp32 paths, PSNR for reduced precision.
+``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
+the NHWC rewrite on CPU, CUDA graphs of the NCHW module on GPU), ``nhwc-rewrite`` (GPU
+only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
+(autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only) and ``onnxruntime`` (CPU).
+Every path's output is compared with the baseline: max abs difference for fp32 paths,
+PSNR for reduced precision.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import optimize
+from seemore_sr.inference.fast import FastSeemoRe, optimize
 from seemore_sr.models.complexity import paper_input_size
 
 
@@ -38,9 +40,11 @@ def paths_for(model, device, args):
     cl = cl.to(memory_format=torch.channels_last)
     out["channels_last"] = lambda x: cl(x.contiguous(memory_format=torch.channels_last))
     fast = optimize(model)
-    out["fast"] = fast
+    out["optimize"] = fast
+    if device.type == "cuda":
+        out["nhwc-rewrite"] = FastSeemoRe(model)  # the CPU path, for comparison
     if args.compile:
-        out["fast+compile"] = optimize(model, compile=True)
+        out["optimize+compile"] = optimize(model, compile=True)
     bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
     if bf16_ok:
 
@@ -48,14 +52,14 @@ def paths_for(model, device, args):
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return fast(x)
 
-        out["fast-bf16"] = bf16
+        out["optimize-bf16"] = bf16
     if device.type == "cuda":
 
         def fp16(x, fast=fast):
             with torch.autocast("cuda", dtype=torch.float16):
                 return fast(x)
 
-        out["fast-fp16"] = fp16
+        out["optimize-fp16"] = fp16
     if device.type == "cpu" and not args.no_onnx:
         path = os.path.join(tempfile.mkdtemp(), "m.onnx")
         export_onnx(model, path)
@@ -154,7 +158,7 @@ def main() -> int:
         base = statistics.median(times["baseline"])
         print(f"\n## seemore-{name} (input {w}x{h})")
         print(
-            f"{'path':<14} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
+            f"{'path':<16} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
             + ("  peak MB" if args.memory else "")
         )
         results[name] = {}
@@ -169,13 +173,13 @@ def main() -> int:
             if args.memory and device.type == "cuda":
                 row["peak_mb"] = cuda_peak_mb(paths[k], x, device)
                 mem = f"  {row['peak_mb']:7.0f}"
-            elif args.memory and k in ("baseline", "channels_last", "fast"):
+            elif args.memory and k in ("baseline", "channels_last", "optimize"):
                 row["peak_rss_mb"] = peak_rss_mb(f"seemore-{name}", k, (1, 3, h, w), args.device)
                 mem = f"  {row['peak_rss_mb']:7.0f}"
             results[name][k] = row
             rng = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
             print(
-                f"{k:<14} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
+                f"{k:<16} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
                 f"{row['psnr_vs_baseline']:>13.1f}{mem}"
             )
     if args.json:

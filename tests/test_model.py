@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from seemore_sr import SeemoReConfig, create_model, list_models, load_model
 from seemore_sr.models.registry import VARIANTS
-from seemore_sr.models.seemore import SeemoRe
+from seemore_sr.models.seemore import MoELayer, SeemoRe
 
 from .conftest import GOLDEN
 
@@ -185,3 +185,17 @@ def test_optimize_is_exact(path):
     assert all(p.requires_grad for p in model.parameters())  # the original is untouched
     with pytest.raises(RuntimeError, match="inference only"):
         fast.train()
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_cuda_graph_module_runs_the_dense_network_exactly(path):
+    # CudaGraphed (optimize's GPU path) runs the MoE layers dense so the graph is static;
+    # off the GPU it runs that same dense network eagerly, which is checked here.
+    from seemore_sr.inference.fast import CudaGraphed
+
+    t = load_file(path)
+    g = CudaGraphed(load_model(path))
+    assert all(m.dense for m in g.modules() if isinstance(m, MoELayer))
+    assert (g(t["input"]) - t["output_eval"]).abs().max() <= 1e-4  # three images, different experts
+    with pytest.raises(RuntimeError, match="inference only"):
+        g.train()

@@ -12,7 +12,7 @@ from PIL import Image
 from seemore_sr import create_model, load_model, save_model
 from seemore_sr.cli import main
 from seemore_sr.evaluation.metrics import psnr
-from seemore_sr.inference.tiling import tiled_forward
+from seemore_sr.inference.tiling import tile_steps, tiled_forward
 from seemore_sr.inference.upscaler import Upscaler, upscale
 
 from .conftest import BENCH, GOLDEN
@@ -42,8 +42,66 @@ def test_tiled_equals_untiled_on_real_photo():
     a, b = q(whole), q(tiled)
     assert np.abs(a.astype(int) - b).max() <= 2
     assert psnr(a, b) >= 50
+    assert (tiled - whole).abs().max() <= 1e-4
     naive = torch.cat([model(x[..., :, :64]), model(x[..., :, 64:])], -1).clamp(0, 1)  # per-tile routing
     assert (naive - whole).abs().max() > (tiled - whole).abs().max()  # the test can tell the difference
+
+
+def test_tiles_spill_to_disk_and_odd_sizes_stay_exact():
+    model = load_model(GOLDEN / "tiny_x4.safetensors")
+    x = torch.rand(1, 3, 45, 70)  # sides not multiples of the 16-pixel pooling
+    with torch.no_grad():
+        whole = model(x)
+    for tile, spill in [(20, True), (16, False), (33, None)]:  # 20 and 33 round up to 32, 48
+        assert (tiled_forward(model, x, tile, spill=spill) - whole).abs().max() <= 1e-4
+    boxes, ticks = [], []
+    sink = lambda box, t: boxes.append((box, tuple(t.shape[-2:])))  # noqa: E731
+    assert tiled_forward(model, x, 16, lambda: ticks.append(1), sink=sink) is None
+    assert len(ticks) == tile_steps(model, 45, 70, 16) == 3 * 5 * 7  # a tick per tile and pass
+    assert sum((b[1] - b[0]) * (b[3] - b[2]) for b, _ in boxes) == 45 * 4 * 70 * 4  # output covered once
+    assert all(shape == (b[1] - b[0], b[3] - b[2]) for b, shape in boxes)
+
+
+def test_streamed_tiles_give_the_untiled_image(small_model):
+    rng = np.random.default_rng(0)
+    whole, tiled = Upscaler(small_model, device="cpu", tile=0), Upscaler(small_model, device="cpu", tile=16)
+    for arr in [
+        rng.integers(0, 256, (40, 52, 3), dtype=np.uint8),
+        rng.integers(0, 65536, (40, 52), dtype=np.uint16),
+        rng.integers(0, 256, (40, 52, 4), dtype=np.uint8),
+    ]:
+        a, b = whole(arr), tiled(arr)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.abs(a.astype(np.int64) - b).max() <= 1
+
+
+PEAK = """
+import sys, torch
+from seemore_sr import create_model
+from seemore_sr.inference.tiling import tile_steps, tiled_forward
+def hwm():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
+torch.manual_seed(0)
+model = create_model('seemore-tiny-x2', num_layers=1, embedding_dim=32).eval()
+side, spill = int(sys.argv[1]), sys.argv[2] == 'disk'
+x = torch.rand(1, 3, side, side)
+tiled_forward(model, torch.rand(1, 3, 64, 64), 64, sink=lambda b, t: None)  # warm-up
+base = hwm()
+tiled_forward(model, x, 64, sink=lambda b, t: None, spill=spill)
+print(hwm() - base)
+"""
+
+
+def test_tiled_memory_grows_with_the_tile_not_the_image():
+    def peak(side, where):
+        out = subprocess.run([sys.executable, "-c", PEAK, str(side), where], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    # 16x the pixels; in RAM the two 32-channel feature maps of a 640x640 input take 105 MB
+    big_disk = peak(640, "disk")
+    assert peak(640, "ram") - big_disk > 70  # the measurement can see the maps
+    assert big_disk - peak(160, "disk") < 35  # input tensor (5 MB) and allocator slack only
 
 
 def test_api_kinds_and_dtypes(up):

@@ -17,6 +17,9 @@ Each lever is measured in ``benchmarks/bench_inference.py``.
 from __future__ import annotations
 
 import copy
+import warnings
+from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +27,7 @@ from torch import Tensor, nn
 
 from ..models.seemore import SeemoRe, route
 
-__all__ = ["optimize", "FastSeemoRe"]
+__all__ = ["optimize", "FastSeemoRe", "CudaGraphed"]
 
 
 def _nchw(x: Tensor) -> Tensor:  # NHWC storage seen as NCHW (channels_last)
@@ -39,6 +42,50 @@ def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """A spatial conv on NHWC data via the channels_last NCHW view."""
     y = F.conv2d(_nchw(x), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return _nhwc(y.contiguous(memory_format=torch.channels_last))
+
+
+# oneDNN's fused kernels (what inductor emits on x86): a GEMM or conv with its GELU,
+# add or mul applied in the same pass, so no intermediate tensor is written and re-read.
+_DNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _fused(x: Tensor) -> bool:
+    return (
+        _DNN
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()  # inductor fuses on its own
+    )
+
+
+def _lin(x: Tensor, w: Tensor, b: Tensor, gelu: bool = False, add: Tensor | None = None) -> Tensor:
+    """``gelu?(x @ w.T + b) (+ add)`` on NHWC data, fused where oneDNN can."""
+    if _fused(x):
+        if add is None:
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu" if gelu else "none", [], "none" if gelu else "")
+        if not gelu:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, add, w, b, "add")
+    y = F.linear(x, w, b)
+    if gelu:
+        y = F.gelu(y)
+    return y if add is None else y.add_(add)
+
+
+def _conv_fused(x: Tensor, conv: nn.Conv2d, gelu: bool = False, mul: Tensor | None = None) -> Tensor:
+    """``gelu?(conv(x))`` or ``conv(x) * mul`` on NHWC data, fused where oneDNN can."""
+    if _fused(x):
+        args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
+        if mul is None:
+            act, algo = ("gelu", "none") if gelu else ("none", "")
+            y = torch.ops.mkldnn._convolution_pointwise(_nchw(x), *args, act, [], algo)
+        else:
+            y = torch.ops.mkldnn._convolution_pointwise.binary(_nchw(x), _nchw(mul), *args, "mul", None, None, [], None)
+        return _nhwc(y.contiguous(memory_format=torch.channels_last))
+    y = _conv(x, conv)
+    if gelu:
+        y = F.gelu(y)
+    return y if mul is None else y * mul
 
 
 def _linear(conv: nn.Conv2d, rows: slice | Tensor = slice(None)) -> tuple[Tensor, Tensor]:
@@ -108,46 +155,82 @@ class _Group(nn.Module):
         self._set(f"{name}_g", *_fold(norm, w[c:], b[c:]))
         self._set(f"{name}_2", *_linear(ffn.fn_2[0]))
 
-    def lin(self, x: Tensor, name: str) -> Tensor:
-        return F.linear(x, getattr(self, f"{name}_w"), getattr(self, f"{name}_b"))
+    def lin(self, x: Tensor, name: str, gelu: bool = False, add: Tensor | None = None) -> Tensor:
+        return _lin(x, getattr(self, f"{name}_w"), getattr(self, f"{name}_b"), gelu, add)
 
     def norm(self, x: Tensor, w: Tensor | None = None, b: Tensor | None = None) -> Tensor:
         return F.layer_norm(x, (self.c,), w, b, 1e-6)
 
     def ffn(self, x: Tensor, name: str, gate: nn.Conv2d) -> Tensor:
         h = self.norm(x)
-        a = F.gelu(self.lin(h, f"{name}_a"))
-        g = F.gelu(self.lin(h, f"{name}_g"))
-        return F.gelu(self.lin(a * _conv(g, gate), f"{name}_2")) + x
+        a = self.lin(h, f"{name}_a", gelu=True)
+        g = self.lin(h, f"{name}_g", gelu=True)
+        return self.lin(_conv_fused(g, gate, mul=a), f"{name}_2", gelu=True).add_(x)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: NHWC
-        # RME: mixture of low-rank experts
-        h = F.gelu(_conv(self.norm(x, self.n1_w, self.n1_b), self.conv_a))
-        a, k = self.lin(h, "x"), self.lin(h, "k")
-        a = F.gelu(_conv(_conv(a, self.stripe[0]), self.stripe[1]))
-        ctx = _nchw(k)
-        for _ in range(self.recursive):
-            ctx = F.gelu(F.conv2d(ctx, self.agg.weight, self.agg.bias, 4, 0, 1, self.agg.groups))
-        ctx = self.ctx_pw(self.ctx_dw(ctx))
-        k = k + _nhwc(F.interpolate(ctx, size=k.shape[1:3], mode="bilinear", align_corners=False))
-        weights, chosen = route(F.linear(a.mean((1, 2)), self.gate), self.topk, a.dtype)
+    def experts_mix(self, a: Tensor, k: Tensor, weights: Tensor, chosen: Tensor) -> Tensor:
+        """``a + sum over each image's chosen experts j of w_j * expert_j(a, k)``."""
+        if torch.compiler.is_compiling():  # a static graph: every expert, the unchosen ones weighted 0
+            mix = torch.zeros(a.shape[0], len(self.experts), dtype=a.dtype, device=a.device)
+            mix = mix.scatter(1, chosen, weights)
+            m = a
+            for j in self.experts:
+                low = self.lin(a, f"e{j}_1") * self.lin(k, f"e{j}_2")
+                m = m + self.lin(low, f"e{j}_3") * mix[:, j].view(-1, 1, 1, 1)
+            return m
         m = a
         for j in self.experts:
             hit = chosen == j
             rows = hit.any(1).nonzero().flatten()
             if rows.numel() == 0:
                 continue
-            w = (weights[rows] * hit[rows]).sum(1).view(-1, 1, 1, 1)
+            w = (weights[rows] * hit[rows]).sum(1)
+            w3, b3 = getattr(self, f"e{j}_3_w"), getattr(self, f"e{j}_3_b")
+            if rows.numel() == a.shape[0] == 1:  # one image: the weight folded into the last GEMM
+                low = self.lin(a, f"e{j}_1") * self.lin(k, f"e{j}_2")
+                m = _lin(low, w3 * w, b3 * w, add=m)
+                continue
             xa, kk = (a, k) if rows.numel() == a.shape[0] else (a[rows], k[rows])
-            e = self.lin(self.lin(xa, f"e{j}_1") * self.lin(kk, f"e{j}_2"), f"e{j}_3") * w
+            e = _lin(self.lin(xa, f"e{j}_1") * self.lin(kk, f"e{j}_2"), w3, b3) * w.view(-1, 1, 1, 1)
             m = m + e if rows.numel() == a.shape[0] else m.index_add(0, rows, e)
-        x = self.lin(m, "proj") + x
+        return m
+
+    # The group in pieces, so tiled inference can run the non-local steps (router mean,
+    # pooled context) over the whole image and the rest tile by tile.
+    def branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """RME's two branches ``(a, k)`` before calibration (NHWC in, NHWC out)."""
+        h = _conv_fused(self.norm(x, self.n1_w, self.n1_b), self.conv_a, gelu=True)
+        a, k = self.lin(h, "x"), self.lin(h, "k")
+        return _conv_fused(_conv(a, self.stripe[0]), self.stripe[1], gelu=True), k
+
+    def pool(self, k: Tensor) -> Tensor:
+        """``calibrate``'s strided pooling (NHWC in, NCHW channels_last out)."""
+        ctx = _nchw(k)
+        for _ in range(self.recursive):
+            ctx = F.gelu(F.conv2d(ctx, self.agg.weight, self.agg.bias, 4, 0, 1, self.agg.groups))
+        return ctx
+
+    def context(self, pooled: Tensor) -> Tensor:
+        return self.ctx_pw(self.ctx_dw(pooled))
+
+    def routing(self, mean: Tensor) -> tuple[Tensor, Tensor]:
+        """Experts from the spatial mean of ``a``: ``(weights, chosen)``."""
+        return route(F.linear(mean, self.gate), self.topk, mean.dtype)
+
+    def finish(self, x: Tensor, a: Tensor, k: Tensor, routing: tuple[Tensor, Tensor]) -> Tensor:
+        """The rest of the group, given the calibrated ``k`` and the routing."""
+        x = self.lin(self.experts_mix(a, k, *routing), "proj", add=x)
         x = self.ffn(x, "rffn", self.rffn_gate)
         # SME: striped conv former
         h = self.norm(x)
-        q, v = F.gelu(self.lin(h, "q")), F.gelu(self.lin(h, "v"))
-        x = self.lin(_conv(_conv(q, self.sstripe[0]), self.sstripe[1]) * v, "sproj") + x
+        q, v = self.lin(h, "q", gelu=True), self.lin(h, "v", gelu=True)
+        x = self.lin(_conv_fused(_conv(q, self.sstripe[0]), self.sstripe[1], mul=v), "sproj", add=x)
         return self.ffn(x, "sffn", self.sffn_gate)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: NHWC
+        a, k = self.branches(x)
+        ctx = self.context(self.pool(k))
+        k = k + _nhwc(F.interpolate(ctx, size=k.shape[1:3], mode="bilinear", align_corners=False))
+        return self.finish(x, a, k, self.routing(a.mean((1, 2))))
 
 
 class FastSeemoRe(nn.Module):
@@ -166,22 +249,32 @@ class FastSeemoRe(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
+    def pad_amount(self, h: int, w: int) -> tuple[int, int]:
+        return max(self.min_size - h, 0), max(self.min_size - w, 0)
+
+    def head(self, x: Tensor) -> Tensor:
+        """NCHW image -> NHWC features."""
+        x = ((x - self.mean) * self.config.img_range).contiguous(memory_format=torch.channels_last)
+        return _nhwc(self.conv_1(x).contiguous(memory_format=torch.channels_last))
+
+    def tail(self, feat: Tensor, res: Tensor) -> Tensor:
+        """NHWC features and the head's output -> NCHW image."""
         cfg = self.config
-        h, w = x.shape[-2:]
-        ph, pw = max(self.min_size - h, 0), max(self.min_size - w, 0)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        x = ((x - self.mean) * cfg.img_range).contiguous(memory_format=torch.channels_last)
-        feat = _nhwc(self.conv_1(x).contiguous(memory_format=torch.channels_last))
-        res = feat
-        for g in self.groups:
-            feat = g(feat)
         feat = F.layer_norm(feat, (cfg.embedding_dim,), self.norm_w, self.norm_b, 1e-6)
         feat = _conv(feat, self.conv_2) + res
-        out = F.pixel_shuffle(self.up(_nchw(feat)), cfg.scale) / cfg.img_range + self.mean
-        return out[..., : h * cfg.scale, : w * cfg.scale].contiguous()
+        return F.pixel_shuffle(self.up(_nchw(feat)), cfg.scale) / cfg.img_range + self.mean
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = self.pad_amount(h, w)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        feat = res = self.head(x)
+        for g in self.groups:
+            feat = g(feat)
+        s = self.config.scale
+        return self.tail(feat, res)[..., : h * s, : w * s].contiguous()
 
     def train(self, mode: bool = True) -> FastSeemoRe:
         if mode:
@@ -189,11 +282,89 @@ class FastSeemoRe(nn.Module):
         return super().train(False)
 
 
+class CudaGraphed(nn.Module):
+    """The eager NCHW network replayed as CUDA graphs, one per input shape and precision.
+
+    On a GPU the per-kernel launch cost dominates SeemoRe at common image sizes (the
+    tiny model runs ~300 small kernels per image). The MoE layers run dense (every
+    expert, the unchosen ones weighted 0: same outputs, no host synchronisation), so the
+    whole forward can be captured once and replayed. At most ``max_graphs`` shapes are
+    kept (least recently used first out); inputs above ``max_pixels`` run eagerly.
+    """
+
+    def __init__(self, model: SeemoRe, max_graphs: int = 2, max_pixels: int = 4_000_000) -> None:
+        super().__init__()
+        from ..models.seemore import MoELayer
+
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        for m in self.model.modules():
+            if isinstance(m, MoELayer):
+                m.dense = True
+        self.config = model.config
+        self.max_graphs, self.max_pixels = max_graphs, max_pixels
+        self._graphs: OrderedDict = OrderedDict()
+        self._broken = False
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        if self._broken or x.device.type != "cuda" or x.shape[0] * x.shape[-2] * x.shape[-1] > self.max_pixels:
+            return self.model(x)
+        amp = torch.is_autocast_enabled("cuda")
+        key = (tuple(x.shape), x.dtype, amp and torch.get_autocast_dtype("cuda"))
+        entry = self._graphs.get(key)
+        if entry is None:
+            try:
+                entry = self._capture(x, amp)
+            except RuntimeError as e:  # an unusual driver / allocator setting: stay eager
+                warnings.warn(f"CUDA graph capture failed, running eagerly: {e}", stacklevel=2)
+                self._broken = True
+                return self.model(x)
+            self._graphs[key] = entry
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        static_in, static_out, graph = entry
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()
+
+    def _capture(self, x: Tensor, amp: bool):
+        # autocast's weight-cast cache must not outlive the capture: casts go inside the graph
+        dtype = torch.get_autocast_dtype("cuda")
+        ctx = torch.autocast("cuda", dtype=dtype, cache_enabled=False) if amp else nullcontext()
+        static_in = x.clone()
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side), ctx:
+            for _ in range(2):  # warm-up: cuDNN picks its algorithms outside the capture
+                self.model(static_in)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with ctx, torch.cuda.graph(graph):
+            static_out = self.model(static_in)
+        return static_in, static_out, graph
+
+    def train(self, mode: bool = True) -> CudaGraphed:
+        if mode:
+            raise RuntimeError("CudaGraphed is for inference only; train the original SeemoRe module")
+        return super().train(False)
+
+
 def optimize(model: SeemoRe, *, compile: bool = False) -> nn.Module:
-    """The fastest exact inference module for ``model`` (eval only, same outputs)."""
-    if isinstance(model, FastSeemoRe):
+    """The fastest exact inference module for ``model``'s device (eval only, same outputs).
+
+    CPU: :class:`FastSeemoRe` (NHWC GEMMs with oneDNN-fused GELU / add / mul). CUDA: the
+    eager NCHW network replayed as CUDA graphs (:class:`CudaGraphed`); cuDNN's NCHW
+    kernels beat the NHWC rewrite there (``benchmarks/bench_inference.py``). Other
+    devices: the eager network. ``compile=True`` wraps the CPU path in ``torch.compile``.
+    """
+    if isinstance(model, FastSeemoRe | CudaGraphed):
         return model
     device = next(model.parameters()).device
+    if device.type == "cuda" and not compile:
+        return CudaGraphed(model)
+    if device.type not in ("cpu", "cuda"):
+        return copy.deepcopy(model).eval().requires_grad_(False)
     fast = FastSeemoRe(model.eval()).to(device)
     if compile:
         return torch.compile(fast, dynamic=True)

@@ -1,34 +1,51 @@
-"""Tiled inference that gives the untiled result.
+"""Tiled inference that gives the untiled result, in memory bounded by the tile.
 
 SeemoRe has two non-local operations: the router averages its input over the whole
 image, and ``calibrate`` adds a context map pooled 4**recursive times. Tiling the
 whole network would let every tile pick its own experts (visible seams). Instead the
-network is run group by group over the whole image: per group, a first sweep over
-tiles accumulates the router's global mean and the context branch's input, the
-routing and context are then decided once for the whole image, and a second sweep
-computes the group tile by tile, each tile with a halo wide enough for every local
-op. The result equals the untiled forward up to float summation order.
+network is run group by group over the whole image, in two sweeps over the tiles:
 
-Memory: activations inside a block are bounded by the tile; three feature maps at
-the input's resolution (C channels each: the features, the next features and the
-context branch) are kept for the whole image, about 0.43 KB per input pixel for
-SeemoRe-T, beside the output itself.
+1. each tile (with a 2-pixel halo) gives its share of the router's global mean and
+   of the pooled context (tiles start on multiples of 4**recursive, so the strided
+   pooling of a tile is exactly its part of the whole image's); the routing and the
+   small context map are then decided once for the whole image;
+2. each tile, with a halo wide enough for every local operation of the group, is run
+   through the group with that routing and context (bilinearly resized for just the
+   tile's rows and columns, with the whole image's coordinates).
+
+The result equals the untiled forward up to float summation order (~1e-6).
+
+Memory: inside a group, activations are bounded by the tile. Between groups the
+features of the whole image must be kept (the next router needs all of them): two
+C-channel maps at the input's resolution (0.29 KB per input pixel for SeemoRe-T).
+They stay on the GPU when they fit in a quarter of its free memory, in RAM up to
+1 GiB (and a quarter of free RAM), and otherwise go to a temporary file (``$TMPDIR``;
+``spill=True`` forces it), so the process's memory grows with the tile, not the
+image. The file is read and written through the page cache, so it costs little time
+when RAM is free, and the kernel can write it out when RAM is not. The output goes tile by tile to
+``sink`` when one is given (``Upscaler`` writes 8/16-bit images this way), otherwise
+into one tensor.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..models.seemore import ResGroup, SeemoRe, route
+from ..models.seemore import SeemoRe
+from .fast import CudaGraphed, FastSeemoRe, _Group
 
-__all__ = ["tiled_forward", "tile_slices"]
+__all__ = ["tiled_forward", "tile_slices", "tile_steps", "map_bytes"]
 
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1
+Sink = Callable[[Box, Tensor], None]  # output box (output pixels), tile output (N, C, h, w)
 
 
 def tile_slices(size: int, tile: int) -> Iterator[tuple[int, int]]:
@@ -43,79 +60,218 @@ def _tiles(h: int, w: int, tile: int, halo: int) -> Iterator[tuple[Box, Box]]:
             yield (y0, y1, x0, x1), (max(y0 - halo, 0), min(y1 + halo, h), max(x0 - halo, 0), min(x1 + halo, w))
 
 
-def _sweep(src: Tensor, tile: int, halo: int, fn: Callable[[Tensor, Box], Tensor], scale: int = 1):
-    """Yield ``(core box, fn's output cropped to the core)`` for every tile of ``src``."""
-    h, w = src.shape[-2:]
-    for (y0, y1, x0, x1), (ya, yb, xa, xb) in _tiles(h, w, tile, halo):
-        out = fn(src[..., ya:yb, xa:xb], (ya, yb, xa, xb))
-        s = scale
-        yield (y0, y1, x0, x1), out[..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
+def _crop(t: Tensor, core: Box, outer: Box, scale: int = 1) -> Tensor:
+    """The ``core`` part of an NCHW tile computed over ``outer``."""
+    (y0, y1, x0, x1), (ya, _, xa, _), s = core, outer, scale
+    return t[..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
 
 
-def _group(group: ResGroup, feat: Tensor, nxt: Tensor, kmap: Tensor, tile: int, kernel: int) -> None:
-    """One residual group over the whole image, tile by tile: ``feat`` is updated in place."""
-    rme, sme, blk = group.local_block, group.global_block, group.local_block.block
-    n, c, H, W = feat.shape
+def _crop_nhwc(t: Tensor, core: Box, outer: Box) -> Tensor:
+    (y0, y1, x0, x1), (ya, _, xa, _) = core, outer
+    return t[:, y0 - ya : y1 - ya, x0 - xa : x1 - xa, :]
 
-    # sweep 1: the router's global mean, and the context branch's input k
-    def branch(t: Tensor, _: Box) -> Tensor:
-        a, k = blk.split(rme.norm_1(t))
-        return torch.cat([blk.conv_2(a), k], 1)
 
-    total = torch.zeros(n, c, device=feat.device, dtype=torch.float64)
-    for (y0, y1, x0, x1), core in _sweep(feat, tile, 2, branch):
-        total += core[:, :c].double().sum((-2, -1))
-        kmap[..., y0:y1, x0:x1] = core[:, c:]
-    mean = (total / (H * W)).to(feat.dtype)
-    routing = route(blk.moe_layer.gate.body[2](mean), blk.moe_layer.topk, feat.dtype)
-    ctx = blk.context(kmap)
-    for c0 in range(0, c, 4):  # a few channels at a time: no full-size temporary
-        kmap[:, c0 : c0 + 4] += F.interpolate(ctx[:, c0 : c0 + 4], size=(H, W), mode="bilinear", align_corners=False)
+def _round_tile(tile: int, f: int) -> int:
+    return max(f, -(-tile // f) * f)  # a multiple of 4**recursive: exact pooled context per tile
 
-    # sweep 2: RME with the whole image's routing and context
-    def rme_tile(t: Tensor, box: Box) -> Tensor:
-        k = kmap[..., box[0] : box[1], box[2] : box[3]]
-        a, _ = blk.split(rme.norm_1(t))
-        z = blk.proj(blk.moe_layer(blk.conv_2(a), k, routing)) + t
-        return rme.ffn(rme.norm_2(z)) + z
 
-    for (y0, y1, x0, x1), core in _sweep(feat, tile, 3, rme_tile):
-        nxt[..., y0:y1, x0:x1] = core
-    # sweep 3: SME, purely local
-    for (y0, y1, x0, x1), core in _sweep(nxt, tile, kernel // 2 + 2, lambda t, _: sme(t)):
-        feat[..., y0:y1, x0:x1] = core
+def tile_steps(model: SeemoRe | FastSeemoRe, h: int, w: int, tile: int) -> int:
+    """How many times :func:`tiled_forward` calls ``progress`` for an ``h x w`` input."""
+    f = model.config.min_size
+    tile = _round_tile(tile, f)
+    n = -(-max(h, f) // tile) * -(-max(w, f) // tile)
+    return n * (model.config.num_layers + 1)
+
+
+def map_bytes(n: int, c: int, h: int, w: int) -> int:
+    """Bytes of the whole-image feature maps kept between groups (two float32 maps)."""
+    return 2 * 4 * n * c * h * w
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+class _Map:
+    """A whole-image float32 feature map, NHWC ``(N, H, W, C)``: a tensor, or a file on disk.
+
+    On disk it is mapped only for the duration of each read or write, so its pages are
+    page cache, not process memory.
+    """
+
+    def __init__(self, shape: tuple[int, int, int, int], device: torch.device, path: str | None) -> None:
+        self.shape, self.device, self.path = shape, device, path
+        if path is None:
+            self.data = torch.empty(shape, device=device)
+        else:
+            with open(path, "wb") as f:
+                f.truncate(4 * int(np.prod(shape)))
+
+    def _mm(self, mode: str) -> np.memmap:
+        return np.memmap(self.path, dtype=np.float32, mode=mode, shape=self.shape)
+
+    def read(self, box: Box, device: torch.device) -> Tensor:
+        y0, y1, x0, x1 = box
+        if self.path is None:
+            return self.data[:, y0:y1, x0:x1, :].to(device).contiguous()
+        mm = self._mm("r")
+        part = np.array(mm[:, y0:y1, x0:x1, :])
+        del mm
+        return torch.from_numpy(part).to(device)
+
+    def write(self, box: Box, t: Tensor) -> None:
+        y0, y1, x0, x1 = box
+        if self.path is None:
+            self.data[:, y0:y1, x0:x1, :] = t
+            return
+        mm = self._mm("r+")
+        mm[:, y0:y1, x0:x1, :] = t.detach().float().cpu().numpy()
+        del mm
+
+
+RAM_LIMIT = 1 << 30  # whole-image maps above this (or a quarter of free RAM) go to disk
+
+
+def _storage(n: int, c: int, h: int, w: int, device: torch.device, spill: bool | None) -> torch.device | None:
+    """Where the whole-image maps live: ``device``, the CPU, or None for a file on disk."""
+    from .upscaler import _available_bytes
+
+    need = map_bytes(n, c, h, w)
+    if spill:
+        return None
+    if spill is False:
+        return device
+    if device.type != "cpu" and need < _available_bytes(device) // 4:
+        return device  # GPU memory: fast, and freed when the image is done
+    if need < min(RAM_LIMIT, _available_bytes(torch.device("cpu")) // 4):
+        return torch.device("cpu")
+    return None
+
+
+# ----------------------------------------------------------------------------- context
+
+
+def _bilinear_axis(out_size: int, in_size: int, start: int, stop: int, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Source indices and weights of ``F.interpolate(bilinear, align_corners=False)``
+    along one axis, for output positions ``start..stop-1`` of the whole ``out_size``."""
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
+    dst = torch.arange(start, stop, dtype=torch.float32)
+    src = (scale * (dst + 0.5) - 0.5).clamp_min(0)
+    i0 = src.long().clamp_max(in_size - 1)
+    i1 = torch.where(i0 < in_size - 1, i0 + 1, i0)
+    l1 = src - i0
+    return i0.to(device), i1.to(device), l1.to(device)
+
+
+def _resize_part(ctx: Tensor, size: tuple[int, int], box: Box) -> Tensor:
+    """The ``box`` part of ``F.interpolate(ctx, size, bilinear)``, computed for that part only."""
+    (H, W), (ya, yb, xa, xb) = size, box
+    i0, i1, l1 = _bilinear_axis(H, ctx.shape[-2], ya, yb, ctx.device)
+    l1 = l1.to(ctx.dtype).view(-1, 1)
+    rows = ctx[..., i0, :] * (1 - l1) + ctx[..., i1, :] * l1
+    j0, j1, m1 = _bilinear_axis(W, ctx.shape[-1], xa, xb, ctx.device)
+    m1 = m1.to(ctx.dtype)
+    return rows[..., j0] * (1 - m1) + rows[..., j1] * m1
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _group(g: _Group, src: _Map, dst: _Map, tile: int, f: int, device: torch.device, progress) -> None:
+    """One residual group over the whole image, tile by tile: ``src`` features -> ``dst``."""
+    n, H, W, c = src.shape
+    pooled = None
+    total = torch.zeros(n, c, device=device, dtype=torch.float64)
+
+    # sweep 1: the router's global mean and the pooled context, tile by tile
+    for core, outer in _tiles(H, W, tile, 2):
+        a, k = g.branches(src.read(outer, device))
+        total += _crop_nhwc(a, core, outer).double().sum((1, 2))
+        if pooled is None:
+            pooled = k.new_zeros(n, c, H // f, W // f)
+        if core[1] - core[0] < f or core[3] - core[2] < f:
+            continue  # an edge strip narrower than the pooling: no pooled pixel of its own
+        p = g.pool(_crop_nhwc(k, core, outer).contiguous())
+        pooled[..., core[0] // f : core[0] // f + p.shape[-2], core[2] // f : core[2] // f + p.shape[-1]] = p
+    routing = g.routing((total / (H * W)).to(pooled.dtype))
+    ctx = g.context(pooled)
+
+    # sweep 2: the rest of the group with the whole image's routing and context, per tile
+    for core, outer in _tiles(H, W, tile, 10):  # halo: 2 (branches) + 1 (RME FFN) + 5 + 1 (SME) + 1
+        t = src.read(outer, device)
+        a, k = g.branches(t)
+        k = k + _resize_part(ctx, (H, W), outer).permute(0, 2, 3, 1).to(k.dtype)
+        dst.write(core, _crop_nhwc(g.finish(t, a, k, routing), core, outer))
+        if progress is not None:
+            progress()
+
+
+def _fast_module(model: nn.Module) -> FastSeemoRe:
+    if isinstance(model, FastSeemoRe):
+        return model
+    if isinstance(model, CudaGraphed):
+        model = model.model
+    return FastSeemoRe(model).to(next(model.parameters()).device)
 
 
 @torch.no_grad()
-def tiled_forward(model: SeemoRe, x: Tensor, tile: int, progress: Callable[[], None] | None = None) -> Tensor:
+def tiled_forward(
+    model: SeemoRe | FastSeemoRe | CudaGraphed,
+    x: Tensor,
+    tile: int,
+    progress: Callable[[], None] | None = None,
+    *,
+    sink: Sink | None = None,
+    spill: bool | None = None,
+) -> Tensor | None:
     """``model(x)`` computed ``tile x tile`` input pixels at a time (eval mode), same result.
 
-    ``progress`` is called once per residual group and once at the end.
+    The tiles run through :class:`FastSeemoRe` (made from ``model`` unless it is one).
+
+    ``x`` may live on the CPU while ``model`` is on a GPU: tiles are moved one at a time.
+    ``progress`` is called once per tile and pass (:func:`tile_steps` of them). With ``sink``,
+    each output tile is handed to ``sink(box, tile)`` (box in output pixels, already
+    cropped to the output's size) and None is returned; otherwise the output tensor.
+    ``spill``: keep the whole-image feature maps in a temporary file (True), in memory
+    (False), or decide from free memory (None).
     """
-    cfg = model.config
+    fast = _fast_module(model)
+    cfg = fast.config
+    device = fast.mean.device
     h, w = x.shape[-2:]
-    ph, pw = model.pad_amount(h, w)
+    ph, pw = fast.pad_amount(h, w)
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     H, W = x.shape[-2:]
-    n, c, s = x.shape[0], cfg.embedding_dim, cfg.scale
-    tile = max(tile, 8)
-    feat = x.new_empty(n, c, H, W)
-    for (y0, y1, x0, x1), core in _sweep(x, tile, 1, lambda t, _: model.head(t)):
-        feat[..., y0:y1, x0:x1] = core
-    nxt, kmap = torch.empty_like(feat), torch.empty_like(feat)
-    for group in model.body:
-        _group(group, feat, nxt, kmap, tile, cfg.global_kernel_size)
-        if progress is not None:
-            progress()
-    del nxt, kmap
-    out = x.new_empty(n, cfg.in_chans, H * s, W * s)
+    n, c, s, f = x.shape[0], cfg.embedding_dim, cfg.scale, cfg.min_size
+    tile = _round_tile(tile, f)
+    where = _storage(n, c, H, W, device, spill)
+    out = None
+    if sink is None:
+        out = x.new_empty(n, cfg.in_chans, h * s, w * s)
 
-    def tail(t: Tensor, box: Box) -> Tensor:  # the global skip is recomputed, not stored
-        return model.tail(t, model.head(x[..., box[0] : box[1], box[2] : box[3]]))
+        def sink(box: Box, t: Tensor) -> None:
+            out[..., box[0] : box[1], box[2] : box[3]] = t
 
-    for (y0, y1, x0, x1), core in _sweep(feat, tile, 3, tail, scale=s):
-        out[..., y0 * s : y1 * s, x0 * s : x1 * s] = core
-    if progress is not None:
-        progress()
-    return out[..., : h * s, : w * s]
+    with tempfile.TemporaryDirectory(prefix="seemore-tiles-") as tmp:
+        maps = [
+            _Map((n, H, W, c), device, os.path.join(tmp, f"features{i}.f32"))
+            if where is None
+            else _Map((n, H, W, c), where, None)
+            for i in range(2)
+        ]
+        for core, outer in _tiles(H, W, tile, 1):
+            t = x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device)
+            maps[0].write(core, _crop_nhwc(fast.head(t), core, outer))
+        for g in fast.groups:
+            _group(g, maps[0], maps[1], tile, f, device, progress)
+            maps.reverse()
+        for core, outer in _tiles(H, W, tile, 3):
+            res = fast.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored
+            y = _crop(fast.tail(maps[0].read(outer, device), res), core, outer, s)
+            y0, y1, x0, x1 = (v * s for v in core)
+            y1, x1 = min(y1, h * s), min(x1, w * s)
+            if y1 > y0 and x1 > x0:
+                sink((y0, y1, x0, x1), y[..., : y1 - y0, : x1 - x0])
+            if progress is not None:
+                progress()
+    return out

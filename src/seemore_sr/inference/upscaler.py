@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..data.imresize import imresize
 from ..models.seemore import SeemoRe
-from .tiling import tiled_forward
+from .tiling import tile_steps, tiled_forward
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL"]
 
@@ -124,31 +124,85 @@ class Upscaler:
             return 0
         return 512
 
-    @torch.no_grad()
-    def run(self, x: Tensor, progress: Callable[[], None] | None = None) -> Tensor:
-        """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, H*s, W*s)`` float32 in [0, 1] (on CPU)."""
-        x = x.to(self.device, torch.float32)
-        tile = self.tile_for(*x.shape[-2:])
-        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
-        with autocast:
-            if tile and max(x.shape[-2:]) > tile:
-                bar = None
-                if progress is None and self.progress:
-                    from tqdm import tqdm
+    def tiled(self, h: int, w: int) -> int:
+        """The tile side used for an ``h x w`` input, 0 when it runs whole."""
+        tile = self.tile_for(h, w)
+        return tile if tile and max(h, w) > tile else 0
 
-                    bar = tqdm(total=self.model.config.num_layers + 1, desc="tiled passes", leave=False)
-                    progress = bar.update
-                y = tiled_forward(self.model, x, tile, progress)
-                if bar is not None:
-                    bar.close()
-            else:
-                y = self.fast(x)
+    @torch.no_grad()
+    def run(self, x: Tensor, progress: Callable[[], None] | None = None, *, sink=None) -> Tensor | None:
+        """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, H*s, W*s)`` float32 in [0, 1] (on CPU).
+
+        With ``sink`` (tiled runs only, no ``outscale``), output tiles are handed to
+        ``sink(box, tile)`` as they are computed and None is returned.
+        """
+        x = x.float()
+        tile = self.tiled(*x.shape[-2:])
+        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+        if tile:
+            bar = None
+            if progress is None and self.progress:
+                from tqdm import tqdm
+
+                steps = tile_steps(self.model, *x.shape[-2:], tile)
+                bar = tqdm(total=steps, desc=f"tiles ({tile}px)", unit="tile", leave=False)
+                progress = bar.update
+            if sink is not None:
+                inner = sink
+
+                def sink(box, t):
+                    inner(box, t.float().clamp_(0, 1).cpu())
+
+            with autocast:  # x stays where it is; tiles go to the device one at a time
+                y = tiled_forward(self._tiler(), x, tile, progress, sink=sink)
+            if bar is not None:
+                bar.close()
+            if y is None:
+                return None
+        else:
+            if sink is not None:
+                raise ValueError("sink is for tiled runs only")
+            with autocast:
+                y = self.fast(x.to(self.device))
         y = y.float().clamp_(0, 1).cpu()
         if self.outscale is not None and self.outscale != self.scale:
             h, w = x.shape[-2:]
             size = (max(1, round(h * self.outscale)), max(1, round(w * self.outscale)))
             y = imresize(y, size=size).clamp_(0, 1)
         return y
+
+    def _tiler(self) -> nn.Module:
+        from .fast import FastSeemoRe
+
+        if not isinstance(self.fast, FastSeemoRe):
+            self.fast_tiles = getattr(self, "fast_tiles", None) or FastSeemoRe(self.model).to(self.device)
+            return self.fast_tiles
+        return self.fast
+
+    def _alpha(self, alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        a = imresize(torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None], size=size)[0]
+        return a.clamp_(0, 1).numpy()
+
+    def _streamed(self, a: np.ndarray, peak: float) -> np.ndarray:
+        """A big ``(H, W, C)`` image, tiled: output tiles are quantised straight into the result,
+        so no full-size float copy of the output is ever made."""
+        h, w, c = a.shape
+        s = self.scale
+        out = np.empty((h * s, w * s, c), dtype=a.dtype)
+        color = a[..., :3] if c >= 3 else np.repeat(a[..., :1], 3, axis=2)
+        x = torch.from_numpy(color.astype(np.float32)).permute(2, 0, 1)[None].div_(peak)
+        nc = 3 if c >= 3 else 1
+
+        def sink(box, t: Tensor) -> None:
+            y = t[0].permute(1, 2, 0).numpy()
+            if nc == 1:
+                y = y.mean(axis=2, keepdims=True)
+            out[box[0] : box[1], box[2] : box[3], :nc] = _quantize(y, a.dtype, peak)
+
+        self.run(x, sink=sink)
+        if c in (2, 4):
+            out[..., -1] = _quantize(self._alpha(a[..., -1].astype(np.float32) / peak, out.shape[:2]), a.dtype, peak)
+        return out
 
     def _planes(self, arr: np.ndarray) -> np.ndarray:
         """float32 ``(H, W, C)`` in [0, 1] -> upscaled, same channels (gray / alpha handled)."""
@@ -159,9 +213,7 @@ class Upscaler:
         if c in (1, 2):
             y = y.mean(axis=2, keepdims=True)
         if c in (2, 4):
-            alpha = arr[..., -1]
-            a = imresize(torch.from_numpy(np.ascontiguousarray(alpha))[None], size=y.shape[:2])[0]
-            y = np.concatenate([y, a.clamp(0, 1).numpy()[..., None]], axis=2)
+            y = np.concatenate([y, self._alpha(arr[..., -1], y.shape[:2])[..., None]], axis=2)
         return y
 
     # ------------------------------------------------------------------ images
@@ -209,14 +261,12 @@ class Upscaler:
             peak = 1.0
         else:
             raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+        if a.dtype.kind != "f" and self.outscale is None and self.tiled(*a.shape[:2]):
+            return self._streamed(a, peak)
         y = self._planes(a.astype(np.float32) / peak)
         if a.dtype.kind == "f":
             return y.astype(a.dtype, copy=False)
-        np.multiply(y, peak, out=y)  # in place: big outputs are not copied three times
-        y += 0.5
-        np.floor(y, out=y)
-        np.clip(y, 0, peak, out=y)
-        return y.astype(a.dtype)
+        return _quantize(y, a.dtype, peak)
 
     def _pil(self, im: Image.Image) -> Image.Image:
         mode = im.mode
@@ -234,6 +284,15 @@ class Upscaler:
                 arr = arr[..., 0]
         out = self._numpy(arr)
         return Image.fromarray(out)
+
+
+def _quantize(y: np.ndarray, dtype: np.dtype, peak: float) -> np.ndarray:
+    """float in [0, 1] -> integers 0..peak, rounded half up (in place on ``y``)."""
+    np.multiply(y, peak, out=y)
+    y += 0.5
+    np.floor(y, out=y)
+    np.clip(y, 0, peak, out=y)
+    return y.astype(dtype)
 
 
 def upscale(image, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, **kwargs):
