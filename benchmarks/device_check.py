@@ -36,9 +36,14 @@ def golden(path: Path, device: torch.device) -> dict:
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         with torch.no_grad():
+            fast = optimize(model)
+            fast(x), fast(x)  # eager, then captured
+            x2 = x.flip(-1)  # new data through the same graph
             out[f"tf32={tf32}"] = {
                 "eager": (model(x) - ref).abs().max().item(),
-                "optimize": (optimize(model)(x) - ref).abs().max().item(),
+                "optimize": (fast(x) - ref).abs().max().item(),
+                "optimize_new_data": (fast(x2) - model(x2)).abs().max().item(),
+                "graphs": len(getattr(fast, "_graphs", ())),
             }
     torch.backends.cudnn.allow_tf32 = False
     return out

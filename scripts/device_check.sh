@@ -7,9 +7,11 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 OUT=${OUT:-results/device}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, numpy, PIL, safetensors, yaml, tqdm; print('torch', torch.__version__)" || exit 1
+[ -n "$BENCH_ONLY" ] || python3 benchmarks/device_check.py --device cuda --set5 .devdata/Set5 --golden .devdata/golden \
+    --json "$OUT/device_check.json" 2>&1 | tee "$OUT/device_check.txt"
 python3 benchmarks/bench_inference.py --device cuda --models all --repeats 10 --no-onnx --memory \
     --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.txt"
-python3 benchmarks/device_check.py --device cuda --set5 .devdata/Set5 --golden .devdata/golden \
-    --json "$OUT/device_check.json" 2>&1 | tee "$OUT/device_check.txt"
-timeout 200 python3 benchmarks/bench_inference.py --device cuda --models tiny-x4,tiny-x2 --repeats 10 \
-    --no-onnx --compile --json "$OUT/bench_gpu_compile.json" 2>&1 | tee "$OUT/bench_gpu_compile.txt"
+if [ -n "$COMPILE" ]; then
+  timeout 200 python3 benchmarks/bench_inference.py --device cuda --models tiny-x4,tiny-x2 --repeats 10 \
+      --no-onnx --compile --json "$OUT/bench_gpu_compile.json" 2>&1 | tee "$OUT/bench_gpu_compile.txt"
+fi

@@ -288,11 +288,12 @@ class CudaGraphed(nn.Module):
     On a GPU the per-kernel launch cost dominates SeemoRe at common image sizes (the
     tiny model runs ~300 small kernels per image). The MoE layers run dense (every
     expert, the unchosen ones weighted 0: same outputs, no host synchronisation), so the
-    whole forward can be captured once and replayed. At most ``max_graphs`` shapes are
-    kept (least recently used first out); inputs above ``max_pixels`` run eagerly.
+    whole forward can be captured and replayed. A shape is captured on its second call
+    (the first runs eagerly); at most ``max_graphs`` shapes are kept (least recently
+    used first out); inputs above ``max_pixels`` run eagerly.
     """
 
-    def __init__(self, model: SeemoRe, max_graphs: int = 2, max_pixels: int = 4_000_000) -> None:
+    def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000) -> None:
         super().__init__()
         from ..models.seemore import MoELayer
 
@@ -303,6 +304,7 @@ class CudaGraphed(nn.Module):
         self.config = model.config
         self.max_graphs, self.max_pixels = max_graphs, max_pixels
         self._graphs: OrderedDict = OrderedDict()
+        self._seen: set = set()
         self._broken = False
 
     @torch.no_grad()
@@ -313,6 +315,9 @@ class CudaGraphed(nn.Module):
         key = (tuple(x.shape), x.dtype, amp and torch.get_autocast_dtype("cuda"))
         entry = self._graphs.get(key)
         if entry is None:
+            if key not in self._seen:  # a shape seen once (an evaluation set, say) is not worth a capture
+                self._seen.add(key)
+                return self.model(x)
             try:
                 entry = self._capture(x, amp)
             except RuntimeError as e:  # an unusual driver / allocator setting: stay eager

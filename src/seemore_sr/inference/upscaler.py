@@ -115,9 +115,17 @@ class Upscaler:
 
     # ------------------------------------------------------------------ tensors
     def tile_for(self, h: int, w: int) -> int:
-        """Tile side for an ``h x w`` input: 0 (untiled) when it fits in a quarter of free memory."""
+        """Tile side for an ``h x w`` input (0: untiled).
+
+        Tiles are exact, so "auto" picks by speed and memory. CPU: 256-pixel tiles above
+        512x512 input pixels (faster than a whole-image pass there: the working set stays
+        in cache and small buffers are reused; 1000x752 -> x4 took 15.7 s tiled vs 18.7 s
+        whole). GPU: whole images while they fit in a quarter of free memory, else 512.
+        """
         if self.tile != "auto":
             return int(self.tile)
+        if self.device.type == "cpu":
+            return 256 if h * w > 512 * 512 else 0
         c = self.model.config.embedding_dim
         per_pixel = 4 * (10 * c + 2 * 3 * self.scale**2)  # activations alive in one group + output
         if h * w * per_pixel < _available_bytes(self.device) // 4:
