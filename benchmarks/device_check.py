@@ -124,6 +124,14 @@ def main() -> None:
         mse = ((qa - qb) / 255).double().pow(2).mean().item()
         big["tiled_vs_untiled_psnr_8bit"] = float("inf") if mse == 0 else -10 * torch.log10(torch.tensor(mse)).item()
         big["tiled_vs_untiled_max_8bit"] = (qa - qb).abs().max().item()
+    # the 8-bit path: numpy in, output tiles quantised straight into the result array
+    arr = (x[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+    up = Upscaler("seemore-tiny-x4", device=device, tile=512)
+    t = time.perf_counter()
+    out8 = up(arr)
+    big["uint8_streamed_seconds"] = time.perf_counter() - t
+    ref8 = Upscaler("seemore-tiny-x4", device=device, tile=0)(arr)
+    big["uint8_streamed_vs_whole_max_levels"] = int(abs(out8.astype("int16") - ref8).max())
     res["big"] = big
     print(f"big: {big}", flush=True)
     if args.json:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, as one run on a lent GPU machine (PyTorch there).
+# BENCH_ONLY=1 / CHECK_ONLY=1 run only the benchmark / only device_check.py.
 # Needs Set5 and the golden files copied into .devdata/ (ignored by git) beforehand:
 #   mkdir -p .devdata && cp -r ../shared/data/benchmark/Set5 ../shared/reference/golden .devdata/
 set -o pipefail
@@ -9,7 +10,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "import torch, numpy, PIL, safetensors, yaml, tqdm; print('torch', torch.__version__)" || exit 1
 [ -n "$BENCH_ONLY" ] || python3 benchmarks/device_check.py --device cuda --set5 .devdata/Set5 --golden .devdata/golden \
     --json "$OUT/device_check.json" 2>&1 | tee "$OUT/device_check.txt"
-python3 benchmarks/bench_inference.py --device cuda --models all --repeats 10 --no-onnx --memory \
+[ -n "$CHECK_ONLY" ] || python3 benchmarks/bench_inference.py --device cuda --models all --repeats 10 --no-onnx --memory \
     --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.txt"
 if [ -n "$COMPILE" ]; then
   timeout 200 python3 benchmarks/bench_inference.py --device cuda --models tiny-x4,tiny-x2 --repeats 10 \

@@ -199,3 +199,12 @@ def test_cuda_graph_module_runs_the_dense_network_exactly(path):
     assert (g(t["input"]) - t["output_eval"]).abs().max() <= 1e-4  # three images, different experts
     with pytest.raises(RuntimeError, match="inference only"):
         g.train()
+
+
+def test_exact_cudnn_turns_tf32_off_and_back():
+    from seemore_sr.inference.fast import exact_cudnn
+
+    before = torch.backends.cudnn.allow_tf32
+    with exact_cudnn():
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before

@@ -164,7 +164,10 @@ def make_inputs(d):
     im = Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 on display
-    im.save(d / "b.jpg", exif=exif, dpi=(300, 300))
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(d / "b.jpg", exif=exif, dpi=(300, 300), icc_profile=icc)
     (d / "empty.png").write_bytes(b"")
     (d / "text.png").write_text("not an image")
     data = (d / "a.png").read_bytes()
@@ -199,6 +202,7 @@ def test_cli_batch_with_failures(tmp_path, small_model, capsys):
     b = Image.open(out / "b.jpg")
     assert b.size == (32, 40)  # EXIF orientation applied: 20x16 shown as 16x20, upscaled x2
     assert round(b.info["dpi"][0]) == 300
+    assert b.info["icc_profile"] == Image.open(src / "b.jpg").info["icc_profile"]  # colour profile kept
     # existing outputs: refused, skipped, or overwritten on request
     assert main(["upscale", str(src / "a.png"), "-o", str(out), "--model", str(small_model), "--no-progress"]) == 1
     assert "exists" in capsys.readouterr().err

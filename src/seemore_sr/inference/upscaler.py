@@ -147,6 +147,14 @@ class Upscaler:
         x = x.float()
         tile = self.tiled(*x.shape[-2:])
         autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+        if self.device.type == "cuda" and self.dtype == torch.float32:
+            from .fast import exact_cudnn
+
+            with exact_cudnn():
+                return self._run(x, tile, autocast, progress, sink)
+        return self._run(x, tile, autocast, progress, sink)
+
+    def _run(self, x: Tensor, tile: int, autocast, progress, sink) -> Tensor | None:
         if tile:
             bar = None
             if progress is None and self.progress:
