@@ -6,7 +6,8 @@
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
-the NHWC rewrite on CPU, CUDA graphs of the NCHW module on GPU), ``nhwc-rewrite`` (GPU
+the NHWC rewrite with oneDNN-fused post-ops on CPU, CUDA graphs of the NCHW module on
+GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain ops), ``nhwc-rewrite`` (GPU
 only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
 (autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only) and ``onnxruntime`` (CPU).
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
@@ -29,7 +30,7 @@ import torch
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import FastSeemoRe, optimize
+from seemore_sr.inference.fast import FastSeemoRe, optimize, unfused
 from seemore_sr.models.complexity import paper_input_size
 
 
@@ -40,6 +41,13 @@ def paths_for(model, device, args):
     cl = cl.to(memory_format=torch.channels_last)
     out["channels_last"] = lambda x: cl(x.contiguous(memory_format=torch.channels_last))
     fast = optimize(model)
+    if device.type == "cpu":
+
+        def nhwc_unfused(x, fast=fast):
+            with unfused():
+                return fast(x)
+
+        out["nhwc-unfused"] = nhwc_unfused  # the rewrite without oneDNN's fused post-ops
     out["optimize"] = fast
     if device.type == "cuda":
         out["nhwc-rewrite"] = FastSeemoRe(model)  # the CPU path, for comparison

@@ -174,6 +174,7 @@ def test_registry():
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_optimize_is_exact(path):
     from seemore_sr import optimize
+    from seemore_sr.inference.fast import unfused
 
     t = load_file(path)
     model = load_model(path)
@@ -182,6 +183,8 @@ def test_optimize_is_exact(path):
     x = torch.rand(1, 3, 9, 13)  # padded small input
     with torch.no_grad():
         assert (fast(x) - model(x)).abs().max() <= 1e-4
+    with unfused():  # the plain-op fallback (autocast, builds without oneDNN) is exact too
+        assert (fast(t["input"]) - t["output_eval"]).abs().max() <= 1e-4
     assert all(p.requires_grad for p in model.parameters())  # the original is untouched
     with pytest.raises(RuntimeError, match="inference only"):
         fast.train()

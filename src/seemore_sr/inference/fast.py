@@ -49,9 +49,23 @@ def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
 _DNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+_FUSION = [True]  # switched off by ``unfused()`` to measure what the fusion brings
+
+
+@contextmanager
+def unfused():
+    """Run :class:`FastSeemoRe` with plain (unfused) PyTorch ops, for benchmarks."""
+    _FUSION[0] = False
+    try:
+        yield
+    finally:
+        _FUSION[0] = True
+
+
 def _fused(x: Tensor) -> bool:
     return (
-        _DNN
+        _FUSION[0]
+        and _DNN
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
