@@ -30,7 +30,7 @@ import torch
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import FastSeemoRe, optimize, unfused
+from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize, unfused
 from seemore_sr.models.complexity import paper_input_size
 
 
@@ -69,6 +69,14 @@ def paths_for(model, device, args):
                 return fast(x)
 
         out["optimize-fp16"] = fp16
+        for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):  # the same in cuDNN's NHWC layout
+            graphed = CudaGraphed(model, half_channels_last=True)
+
+            def half_cl(x, fast=graphed, dt=dt):
+                with torch.autocast("cuda", dtype=dt):
+                    return fast(x)
+
+            out[f"optimize-{name}-cl"] = half_cl
     if device.type == "cpu" and not args.no_onnx:
         path = os.path.join(tempfile.mkdtemp(), "m.onnx")
         export_onnx(model, path)

@@ -10,7 +10,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "import torch, numpy, PIL, safetensors, yaml, tqdm; print('torch', torch.__version__)" || exit 1
 [ -n "$BENCH_ONLY" ] || python3 benchmarks/device_check.py --device cuda --set5 .devdata/Set5 --golden .devdata/golden \
     --json "$OUT/device_check.json" 2>&1 | tee "$OUT/device_check.txt"
-[ -n "$CHECK_ONLY" ] || python3 benchmarks/bench_inference.py --device cuda --models all --repeats 10 --no-onnx --memory \
+[ -n "$CHECK_ONLY" ] || python3 benchmarks/bench_inference.py --device cuda --models "${MODELS:-all}" --repeats 10 --no-onnx --memory \
     --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.txt"
 if [ -n "$COMPILE" ]; then
   timeout 200 python3 benchmarks/bench_inference.py --device cuda --models tiny-x4,tiny-x2 --repeats 10 \

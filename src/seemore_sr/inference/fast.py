@@ -319,7 +319,9 @@ class CudaGraphed(nn.Module):
     used first out); inputs above ``max_pixels`` run eagerly.
     """
 
-    def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000) -> None:
+    def __init__(
+        self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000, half_channels_last: bool = False
+    ) -> None:
         super().__init__()
         from ..models.seemore import MoELayer
 
@@ -327,6 +329,8 @@ class CudaGraphed(nn.Module):
         for m in self.model.modules():
             if isinstance(m, MoELayer):
                 m.dense = True
+        # under fp16 / bf16 autocast, optionally a channels_last copy (cuDNN's tensor-core layout)
+        self.model_cl = copy.deepcopy(self.model).to(memory_format=torch.channels_last) if half_channels_last else None
         self.config = model.config
         self.max_graphs, self.max_pixels = max_graphs, max_pixels
         self._graphs: OrderedDict = OrderedDict()
@@ -339,21 +343,24 @@ class CudaGraphed(nn.Module):
             return self._forward(x)
 
     def _forward(self, x: Tensor) -> Tensor:
+        amp = x.device.type == "cuda" and torch.is_autocast_enabled("cuda")
+        net = self.model
+        if amp and self.model_cl is not None:
+            net, x = self.model_cl, x.contiguous(memory_format=torch.channels_last)
         if self._broken or x.device.type != "cuda" or x.shape[0] * x.shape[-2] * x.shape[-1] > self.max_pixels:
-            return self.model(x)
-        amp = torch.is_autocast_enabled("cuda")
+            return net(x)
         key = (tuple(x.shape), x.dtype, amp and torch.get_autocast_dtype("cuda"))
         entry = self._graphs.get(key)
         if entry is None:
             if key not in self._seen:  # a shape seen once (an evaluation set, say) is not worth a capture
                 self._seen.add(key)
-                return self.model(x)
+                return net(x)
             try:
-                entry = self._capture(x, amp)
+                entry = self._capture(net, x, amp)
             except RuntimeError as e:  # an unusual driver / allocator setting: stay eager
                 warnings.warn(f"CUDA graph capture failed, running eagerly: {e}", stacklevel=2)
                 self._broken = True
-                return self.model(x)
+                return net(x)
             self._graphs[key] = entry
             while len(self._graphs) > self.max_graphs:
                 self._graphs.popitem(last=False)
@@ -361,9 +368,9 @@ class CudaGraphed(nn.Module):
         static_in, static_out, graph = entry
         static_in.copy_(x)
         graph.replay()
-        return static_out.clone()
+        return static_out.clone(memory_format=torch.contiguous_format)
 
-    def _capture(self, x: Tensor, amp: bool):
+    def _capture(self, net: nn.Module, x: Tensor, amp: bool):
         # autocast's weight-cast cache must not outlive the capture: casts go inside the graph
         dtype = torch.get_autocast_dtype("cuda")
         ctx = torch.autocast("cuda", dtype=dtype, cache_enabled=False) if amp else nullcontext()
@@ -372,11 +379,11 @@ class CudaGraphed(nn.Module):
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side), ctx:
             for _ in range(2):  # warm-up: cuDNN picks its algorithms outside the capture
-                self.model(static_in)
+                net(static_in)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with ctx, torch.cuda.graph(graph):
-            static_out = self.model(static_in)
+            static_out = net(static_in)
         return static_in, static_out, graph
 
     def train(self, mode: bool = True) -> CudaGraphed:
