@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ..models.seemore import SeemoRe
 from .fast import CudaGraphed, FastSeemoRe, _Group
 
-__all__ = ["tiled_forward", "tile_slices", "tile_steps", "map_bytes"]
+__all__ = ["tiled_forward", "tile_slices", "tile_steps", "map_bytes", "available_bytes"]
 
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1
@@ -128,21 +128,34 @@ class _Map:
         del mm
 
 
+def available_bytes(device: torch.device) -> int:
+    """Free memory on ``device`` (CUDA: free device memory; else the OS's MemAvailable)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
 RAM_LIMIT = 1 << 30  # whole-image maps above this (or a quarter of free RAM) go to disk
 
 
 def _storage(n: int, c: int, h: int, w: int, device: torch.device, spill: bool | None) -> torch.device | None:
     """Where the whole-image maps live: ``device``, the CPU, or None for a file on disk."""
-    from .upscaler import _available_bytes
-
     need = map_bytes(n, c, h, w)
     if spill:
         return None
     if spill is False:
         return device
-    if device.type != "cpu" and need < _available_bytes(device) // 4:
+    if device.type != "cpu" and need < available_bytes(device) // 4:
         return device  # GPU memory: fast, and freed when the image is done
-    if need < min(RAM_LIMIT, _available_bytes(torch.device("cpu")) // 4):
+    if need < min(RAM_LIMIT, available_bytes(torch.device("cpu")) // 4):
         return torch.device("cpu")
     return None
 

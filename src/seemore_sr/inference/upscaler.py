@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..data.imresize import imresize
 from ..models.seemore import SeemoRe
-from .tiling import tile_steps, tiled_forward
+from .tiling import available_bytes, tile_steps, tiled_forward
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL"]
 
@@ -44,26 +44,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
-
-
 class Upscaler:
     """Holds a loaded model for repeated calls: ``Upscaler(...)(image)``.
 
     ``model``: a registry name (bundled weights), a checkpoint path, or a SeemoRe module.
-    ``tile``: ``"auto"`` (tile only when the image would not fit in memory), ``0``
-    (never), or a tile side in input pixels. Tiled output equals untiled output.
+    ``tile``: ``"auto"`` (see :meth:`tile_for`), ``0`` (never), or a tile side in input
+    pixels. Tiled output equals untiled output.
     ``outscale``: final scale relative to the input (e.g. 3.5); the network's output
     is resized to it with MATLAB-style bicubic (antialiased when shrinking).
     """
@@ -98,7 +84,7 @@ class Upscaler:
         if outscale is not None and outscale <= 0:
             raise ValueError(f"outscale must be positive, got {outscale}")
         self.outscale = outscale
-        self.progress = progress  # a progress bar over the tiled passes of big images
+        self.progress = progress  # a progress bar over the tiles of big images
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
         if backend == "onnxruntime":
@@ -112,6 +98,7 @@ class Upscaler:
             from .fast import optimize
 
             self.fast = optimize(self.model)
+        self._fast_tiles: nn.Module | None = None  # FastSeemoRe for tiles, when ``fast`` is another kind
 
     # ------------------------------------------------------------------ tensors
     def tile_for(self, h: int, w: int) -> int:
@@ -128,7 +115,7 @@ class Upscaler:
             return 256 if h * w > 512 * 512 else 0
         c = self.model.config.embedding_dim
         per_pixel = 4 * (10 * c + 2 * 3 * self.scale**2)  # activations alive in one group + output
-        if h * w * per_pixel < _available_bytes(self.device) // 4:
+        if h * w * per_pixel < available_bytes(self.device) // 4:
             return 0
         return 512
 
@@ -190,10 +177,11 @@ class Upscaler:
     def _tiler(self) -> nn.Module:
         from .fast import FastSeemoRe
 
-        if not isinstance(self.fast, FastSeemoRe):
-            self.fast_tiles = getattr(self, "fast_tiles", None) or FastSeemoRe(self.model).to(self.device)
-            return self.fast_tiles
-        return self.fast
+        if isinstance(self.fast, FastSeemoRe):
+            return self.fast
+        if self._fast_tiles is None:
+            self._fast_tiles = FastSeemoRe(self.model).to(self.device)
+        return self._fast_tiles
 
     def _alpha(self, alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         a = imresize(torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None], size=size)[0]
