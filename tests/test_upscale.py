@@ -147,6 +147,35 @@ def test_outscale(small_model):
     assert u(np.zeros((20, 24, 3), np.uint8)).shape == (30, 36, 3)
 
 
+def test_fp16_overflow_falls_back_to_fp32(small_model, monkeypatch):
+    img = np.random.default_rng(3).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    inf_under_amp = lambda y: y * float("inf") if torch.is_autocast_enabled("cpu") else y  # noqa: E731
+    # whole image: the fast module overflows under fp16 autocast
+    up = Upscaler(small_model, device="cpu", tile=0)
+    ref = up(img)
+    up.dtype = torch.float16  # as on a GPU; on the CPU the constructor refuses fp16
+    real = up.fast
+    up.fast = lambda x: inf_under_amp(real(x))
+    with pytest.warns(UserWarning, match="overflowed"):
+        assert np.array_equal(up(img), ref)
+    # streamed tiles: the first non-finite tile stops the fp16 run, the fp32 rerun fills the image
+    up = Upscaler(small_model, device="cpu", tile=16)
+    ref = up(img)
+    up.dtype = torch.float16
+    tail = up.fast.tail
+    monkeypatch.setattr(up.fast, "tail", lambda f, r: inf_under_amp(tail(f, r)))
+    with pytest.warns(UserWarning, match="overflowed"):
+        assert np.array_equal(up(img), ref)
+
+
+def test_bf16_runs_under_autocast_close_to_fp32():
+    img = np.asarray(Image.open(BENCH / "Set5" / "HR" / sorted(os.listdir(BENCH / "Set5" / "HR"))[0]))[:48, :64]
+    a = Upscaler("seemore-tiny-x2", device="cpu", tile=0)(img)
+    b = Upscaler("seemore-tiny-x2", device="cpu", tile=0, precision="bf16")(img)
+    diff = np.abs(a.astype(int) - b)
+    assert 0 < diff.max() <= 8 and diff.mean() < 1  # reduced precision really ran, and stays close
+
+
 def test_fp16_refused_on_cpu(small_model):
     with pytest.raises(ValueError, match="fp16"):
         Upscaler(small_model, device="cpu", precision="fp16")

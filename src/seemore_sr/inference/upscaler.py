@@ -17,6 +17,7 @@ fed to the network as colour; a fully opaque alpha is dropped.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -133,15 +134,23 @@ class Upscaler:
         """
         x = x.float()
         tile = self.tiled(*x.shape[-2:])
-        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
-        if self.device.type == "cuda" and self.dtype == torch.float32:
+        if self.dtype == torch.float16:  # fp16 only where it does not overflow: checked on every output
+            try:
+                return self._run(x, tile, torch.float16, progress, sink)
+            except _NonFinite:
+                warnings.warn("fp16 overflowed on this image (inf/NaN in the output); ran it in fp32", stacklevel=2)
+        elif self.dtype != torch.float32:
+            return self._run(x, tile, self.dtype, progress, sink)
+        if self.device.type == "cuda":
             from .fast import exact_cudnn
 
             with exact_cudnn():
-                return self._run(x, tile, autocast, progress, sink)
-        return self._run(x, tile, autocast, progress, sink)
+                return self._run(x, tile, torch.float32, progress, sink)
+        return self._run(x, tile, torch.float32, progress, sink)
 
-    def _run(self, x: Tensor, tile: int, autocast, progress, sink) -> Tensor | None:
+    def _run(self, x: Tensor, tile: int, dtype: torch.dtype, progress, sink) -> Tensor | None:
+        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+        check = dtype == torch.float16
         if tile:
             bar = None
             if progress is None and self.progress:
@@ -154,7 +163,10 @@ class Upscaler:
                 inner = sink
 
                 def sink(box, t):
-                    inner(box, t.float().clamp_(0, 1).cpu())
+                    t = t.float()
+                    if check and not bool(torch.isfinite(t).all()):
+                        raise _NonFinite
+                    inner(box, t.clamp_(0, 1).cpu())
 
             with autocast:  # x stays where it is; tiles go to the device one at a time
                 y = tiled_forward(self._tiler(), x, tile, progress, sink=sink)
@@ -167,7 +179,10 @@ class Upscaler:
                 raise ValueError("sink is for tiled runs only")
             with autocast:
                 y = self.fast(x.to(self.device))
-        y = y.float().clamp_(0, 1).cpu()
+        y = y.float()
+        if check and not bool(torch.isfinite(y).all()):
+            raise _NonFinite
+        y = y.clamp_(0, 1).cpu()
         if self.outscale is not None and self.outscale != self.scale:
             h, w = x.shape[-2:]
             size = (max(1, round(h * self.outscale)), max(1, round(w * self.outscale)))
@@ -288,6 +303,10 @@ class Upscaler:
                 arr = arr[..., 0]
         out = self._numpy(arr)
         return Image.fromarray(out)
+
+
+class _NonFinite(Exception):
+    """A reduced-precision output held inf / NaN."""
 
 
 def _quantize(y: np.ndarray, dtype: np.dtype, peak: float) -> np.ndarray:
