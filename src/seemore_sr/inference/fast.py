@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoRe, route
+from ..models.seemore import SeemoRe, dense_mix, route
 
 __all__ = ["optimize", "FastSeemoRe", "CudaGraphed", "exact_cudnn"]
 
@@ -184,8 +184,7 @@ class _Group(nn.Module):
     def experts_mix(self, a: Tensor, k: Tensor, weights: Tensor, chosen: Tensor) -> Tensor:
         """``a + sum over each image's chosen experts j of w_j * expert_j(a, k)``."""
         if torch.compiler.is_compiling():  # a static graph: every expert, the unchosen ones weighted 0
-            mix = torch.zeros(a.shape[0], len(self.experts), dtype=a.dtype, device=a.device)
-            mix = mix.scatter(1, chosen, weights)
+            mix = dense_mix(weights, chosen, len(self.experts))
             m = a
             for j in self.experts:
                 low = self.lin(a, f"e{j}_1") * self.lin(k, f"e{j}_2")

@@ -208,8 +208,7 @@ class Upscaler:
         h, w, c = a.shape
         s = self.scale
         out = np.empty((h * s, w * s, c), dtype=a.dtype)
-        color = a[..., :3] if c >= 3 else np.repeat(a[..., :1], 3, axis=2)
-        x = torch.from_numpy(color.astype(np.float32)).permute(2, 0, 1)[None].div_(peak)
+        x = torch.from_numpy(_color(a).astype(np.float32)).permute(2, 0, 1)[None].div_(peak)
         nc = 3 if c >= 3 else 1
 
         def sink(box, t: Tensor) -> None:
@@ -226,8 +225,7 @@ class Upscaler:
     def _planes(self, arr: np.ndarray) -> np.ndarray:
         """float32 ``(H, W, C)`` in [0, 1] -> upscaled, same channels (gray / alpha handled)."""
         c = arr.shape[2]
-        color = arr[..., :3] if c >= 3 else np.repeat(arr[..., :1], 3, axis=2)
-        x = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.ascontiguousarray(_color(arr))).permute(2, 0, 1)[None]
         y = self.run(x)[0].permute(1, 2, 0).numpy()
         if c in (1, 2):
             y = y.mean(axis=2, keepdims=True)
@@ -303,6 +301,11 @@ class Upscaler:
                 arr = arr[..., 0]
         out = self._numpy(arr)
         return Image.fromarray(out)
+
+
+def _color(a: np.ndarray) -> np.ndarray:
+    """The three colour planes the network sees: RGB of RGB(A), or gray repeated."""
+    return a[..., :3] if a.shape[2] >= 3 else np.repeat(a[..., :1], 3, axis=2)
 
 
 class _NonFinite(Exception):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SeemoReConfig", "SeemoRe", "expert_ranks", "RANK_GROWTH"]
+__all__ = ["SeemoReConfig", "SeemoRe", "expert_ranks", "dense_mix", "RANK_GROWTH"]
 
 MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -166,6 +166,12 @@ def route(logits: Tensor, topk: int, dtype: torch.dtype) -> tuple[Tensor, Tensor
     return torch.topk(weights, topk, dim=1)
 
 
+def dense_mix(weights: Tensor, chosen: Tensor, num_experts: int) -> Tensor:
+    """``[N, num_experts]`` weights: each image's routed weights, 0 for unchosen experts."""
+    mix = weights.new_zeros(weights.shape[0], num_experts)
+    return mix.scatter(1, chosen, weights)
+
+
 class MoELayer(nn.Module):
     """Mixture of low-rank experts, routed per image; only chosen experts are computed.
 
@@ -189,8 +195,7 @@ class MoELayer(nn.Module):
     def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
         weights, chosen = routing if routing is not None else self.routing(x)
         if self.dense:
-            mix = torch.zeros(x.shape[0], len(self.experts), dtype=x.dtype, device=x.device)
-            mix = mix.scatter(1, chosen, weights)
+            mix = dense_mix(weights, chosen, len(self.experts))
             out = x
             for j, expert in enumerate(self.experts):
                 out = out + expert(x, k) * mix[:, j].view(-1, 1, 1, 1)
