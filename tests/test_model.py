@@ -190,6 +190,23 @@ def test_optimize_is_exact(path):
         fast.train()
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_fast_layer_norm_matches_torch(affine):
+    # optimize's CPU LayerNorm is a composition of vectorised passes, not F.layer_norm:
+    # it must agree on large offsets, flat pixels (variance 0, so eps decides) and affines.
+    from seemore_sr.inference.fast import _layer_norm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 9, 36, generator=g) * 3 + 50
+    x[0, 0, :4] = 1.5  # constant channels: centred values are exactly 0
+    x[1, 2] *= 1e-3
+    w, b = (torch.randn(36, generator=g), torch.randn(36, generator=g)) if affine else (None, None)
+    ref = torch.nn.functional.layer_norm(x, (36,), w, b, 1e-6)
+    out = _layer_norm(x, w, b)
+    assert out.shape == ref.shape and (out - ref).abs().max() <= 1e-4
+    assert (out[0, 0, :4] == (b if affine else 0)).all()
+
+
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_cuda_graph_module_runs_the_dense_network_exactly(path):
     # CudaGraphed (optimize's GPU path) runs the MoE layers dense so the graph is static;

@@ -261,8 +261,9 @@ class _Group(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: NHWC
         a, k = self.branches(x)
-        ctx = self.context(self.pool(k))
-        k = k + _nhwc(F.interpolate(ctx, size=k.shape[1:3], mode="bilinear", align_corners=False))
+        # channels_last context: the bilinear upsampling writes NHWC, so the add is contiguous
+        ctx = self.context(self.pool(k)).contiguous(memory_format=torch.channels_last)
+        k = _nhwc(F.interpolate(ctx, size=k.shape[1:3], mode="bilinear", align_corners=False)).add_(k)
         return self.finish(x, a, k, self.routing(a.mean((1, 2))))
 
 
