@@ -3,15 +3,20 @@
     python benchmarks/bench_inference.py                       # tiny x4, 720p output
     python benchmarks/bench_inference.py --models all --repeats 5
     python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
+    python benchmarks/bench_inference.py --blocked             # each path's repeats back to back
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
 the NHWC rewrite with oneDNN-fused post-ops on CPU, CUDA graphs of the NCHW module on
-GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain ops), ``nhwc-rewrite`` (GPU
+GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain PyTorch ops: torch's
+``layer_norm``, GELU / add / mul as separate passes), ``nhwc-rewrite`` (GPU
 only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
 (autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only) and ``onnxruntime`` (CPU).
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
-PSNR for reduced precision.
+PSNR for reduced precision. ``faults`` counts the minor page faults of each call: the
+memory the allocator had to map (and the kernel to zero) anew. With interleaved repeats
+a path pays for the heap state the previous path left; ``--blocked`` shows each path
+back to back, as when one module upscales a folder.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -139,6 +145,7 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--memory", action="store_true", help="peak memory per path (CPU: RSS in subprocesses; CUDA)")
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--blocked", action="store_true", help="run each path's repeats back to back instead of interleaved")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.threads:
@@ -156,7 +163,9 @@ def main() -> int:
         f"threads {torch.get_num_threads()}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    print(f"# output 1280x720, batch 1, {args.repeats} interleaved repeats after two warm-ups; median (min..max)")
+    order = "back-to-back" if args.blocked else "interleaved"
+    print(f"# output 1280x720, batch 1, {args.repeats} {order} repeats after two warm-ups; median (min..max)")
+    print("# faults: median minor page faults per call (memory the allocator mapped anew)")
     results = {}
     for name in names:
         args.current = name
@@ -170,13 +179,21 @@ def main() -> int:
             outs = {k: f(x) for k, f in paths.items()}  # warm-up, and the exactness check
             outs = {k: f(x) for k, f in paths.items()}  # second warm-up (CUDA graphs capture here)
             times = {k: [] for k in paths}
-            for _ in range(args.repeats):
-                for k, f in paths.items():
-                    times[k].append(time_call(lambda f=f, x=x: f(x), device))
+            faults = {k: [] for k in paths}  # minor page faults per call: memory the allocator had to map anew
+            order = (
+                [k for k in paths for _ in range(args.repeats)]
+                if args.blocked
+                else [k for _ in range(args.repeats) for k in paths]
+            )
+            for k in order:
+                f, before = paths[k], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                times[k].append(time_call(lambda f=f, x=x: f(x), device))
+                faults[k].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         base = statistics.median(times["baseline"])
         print(f"\n## seemore-{name} (input {w}x{h})")
         print(
             f"{'path':<16} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
+            + f" {'faults':>8}"
             + ("  peak MB" if args.memory else "")
         )
         results[name] = {}
@@ -186,6 +203,7 @@ def main() -> int:
             row = {
                 "median_ms": 1e3 * med, "min_ms": 1e3 * min(times[k]), "max_ms": 1e3 * max(times[k]),
                 "speedup": base / med, "max_abs_diff": diff, "psnr_vs_baseline": psnr(outs[k].float(), ref),
+                "page_faults": statistics.median(faults[k]),
             }  # fmt: skip
             mem = ""
             if args.memory and device.type == "cuda":
@@ -202,11 +220,12 @@ def main() -> int:
             rng = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
             print(
                 f"{k:<16} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
-                f"{row['psnr_vs_baseline']:>13.1f}{mem}"
+                f"{row['psnr_vs_baseline']:>13.1f} {row['page_faults']:>8.0f}{mem}"
             )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": torch.get_num_threads(), "repeats": args.repeats, "results": results}, f, indent=2)
+            meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "blocked": args.blocked}
+            json.dump({**meta, "results": results}, f, indent=2)
     return 0
 
 
