@@ -2,8 +2,9 @@
 
 Same weights, same outputs (max abs difference ~1e-5 in fp32), eval only. The network
 is re-expressed on NHWC tensors, where the 40-odd 1x1 convs per image are single GEMMs
-(``F.linear``) and LayerNorm is one fused ``F.layer_norm``; 3x3 / striped / depthwise
-convs run on the channels_last view (oneDNN's fast path). Weights are rearranged once:
+(oneDNN, GELU / residual add fused) and LayerNorm is four vectorised passes over the
+channel axis; 3x3 / striped / depthwise convs run on the channels_last view (oneDNN's
+fast path). Weights are rearranged once:
 
 - LayerNorm affines folded into the following 1x1 conv where exact (every ``norm_2``,
   SME's ``norm_1``); kept where a zero-padded 3x3 conv follows;
