@@ -90,8 +90,8 @@ def _lin(x: Tensor, w: Tensor, b: Tensor, gelu: bool = False, add: Tensor | None
 def _conv_fused(x: Tensor, conv: nn.Conv2d, gelu: bool = False, mul: Tensor | None = None) -> Tensor:
     """``gelu?(conv(x))`` or ``conv(x) * mul`` on NHWC data, GELU fused where oneDNN can.
 
-    The product is not fused: oneDNN's conv + binary-mul kernel measured 4x slower than a
-    depthwise conv followed by an in-place multiply (3.0 vs 0.7 ms at 320x180x36).
+    The product is not fused: oneDNN's conv + binary-mul kernel measured 4.7x slower than
+    a depthwise conv followed by an in-place multiply (``benchmarks/kernel_rates.py``).
     """
     if _fused(x) and mul is None:
         args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
@@ -108,8 +108,8 @@ def _layer_norm(x: Tensor, w: Tensor | None = None, b: Tensor | None = None, eps
     """LayerNorm over the last (channel) dim of NHWC data, as four vectorised passes.
 
     PyTorch's ``layer_norm`` kernel handles short rows (36 channels) poorly on the CPU:
-    1.9 ms at 320x180x36 against 0.8 ms for this composition (same formula: biased
-    variance of the centred values; max difference ~1e-6).
+    1.9 ms at 320x180x36 against 0.8 ms for this composition (``benchmarks/kernel_rates.py``;
+    same formula: biased variance of the centred values; max difference ~1e-6).
     """
     if not _fused(x):
         return F.layer_norm(x, x.shape[-1:], w, b, eps)
