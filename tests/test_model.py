@@ -198,7 +198,7 @@ def test_fast_layer_norm_matches_torch(affine):
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 7, 9, 36, generator=g) * 3 + 50
-    x[0, 0, :4] = 1.5  # constant channels: centred values are exactly 0
+    x[0, 0, :4] = 1.5  # four flat pixels (all channels equal): centred values are exactly 0
     x[1, 2] *= 1e-3
     w, b = (torch.randn(36, generator=g), torch.randn(36, generator=g)) if affine else (None, None)
     ref = torch.nn.functional.layer_norm(x, (36,), w, b, 1e-6)

@@ -117,9 +117,9 @@ def _layer_norm(x: Tensor, w: Tensor | None = None, b: Tensor | None = None, eps
     var = torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square_().div_(x.shape[-1])
     y = xc.mul_(var.add_(eps).rsqrt_())
     if w is not None:
-        y = torch.addcmul(b, y, w) if b is not None else y.mul_(w)
-    elif b is not None:
-        y = y.add_(b)
+        y.mul_(w)
+    if b is not None:
+        y.add_(b)
     return y
 
 
