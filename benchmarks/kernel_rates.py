@@ -17,24 +17,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seemore_sr.inference.fast import _conv, _layer_norm
+from seemore_sr.bench import time_call
+from seemore_sr.inference.fast import _DNN, _conv, _layer_norm, _lin
+
+CPU = torch.device("cpu")
 
 
 def median_ms(fn, repeats: int) -> float:
     for _ in range(3):
         fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(time_call(fn, CPU) for _ in range(repeats))
 
 
 def main() -> int:
@@ -51,13 +48,6 @@ def main() -> int:
     wt, b = torch.randn(c, c, generator=g) * 0.2, torch.randn(c, generator=g) * 0.1
     k3 = torch.randn(c, c, 3, 3, generator=g) * 0.05
     big = torch.randn(4096, 4096, generator=g)
-    dnn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-    def gemm(act: str) -> torch.Tensor:
-        if dnn:
-            return torch.ops.mkldnn._linear_pointwise(x, wt, b, act, [], "none" if act == "gelu" else "")
-        y = F.linear(x, wt, b)
-        return F.gelu(y) if act == "gelu" else y
 
     rows = []
     with torch.no_grad():
@@ -65,8 +55,9 @@ def main() -> int:
         peak = 2 * 4096**3 / peak_ms / 1e6
         rows.append(("SGEMM 4096^3 (peak reference)", peak_ms, peak, None))
         flops = 2 * pixels * c * c
-        rows.append(("1x1 conv as GEMM", median_ms(lambda: gemm("none"), args.repeats), None, flops))
-        rows.append(("1x1 conv as GEMM + GELU", median_ms(lambda: gemm("gelu"), args.repeats), None, flops))
+        rows.append(("1x1 conv as GEMM", median_ms(lambda: _lin(x, wt, b), args.repeats), None, flops))
+        gelu_ms = median_ms(lambda: _lin(x, wt, b, gelu=True), args.repeats)
+        rows.append(("1x1 conv as GEMM + GELU", gelu_ms, None, flops))
         xc = x.permute(0, 3, 1, 2)  # channels_last view
         rows.append(
             ("3x3 conv 36->36", median_ms(lambda: F.conv2d(xc, k3, b, padding=1), args.repeats), None, 9 * flops)
@@ -79,7 +70,7 @@ def main() -> int:
         ]
         dw = nn.Conv2d(c, c, 3, padding=1, groups=c).requires_grad_(False)
         v = torch.randn(x.shape, generator=g)
-        if dnn:
+        if _DNN:
             args_ = (dw.weight, dw.bias, dw.padding, dw.stride, dw.dilation, dw.groups)
             fused = torch.ops.mkldnn._convolution_pointwise.binary
             other.append(

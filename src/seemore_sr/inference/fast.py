@@ -90,8 +90,9 @@ def _lin(x: Tensor, w: Tensor, b: Tensor, gelu: bool = False, add: Tensor | None
 def _conv_fused(x: Tensor, conv: nn.Conv2d, gelu: bool = False, mul: Tensor | None = None) -> Tensor:
     """``gelu?(conv(x))`` or ``conv(x) * mul`` on NHWC data, GELU fused where oneDNN can.
 
-    The product is not fused: oneDNN's conv + binary-mul kernel measured 4.7x slower than
-    a depthwise conv followed by an in-place multiply (``benchmarks/kernel_rates.py``).
+    The product is not fused: oneDNN's conv + binary-mul kernel measured 0.55-3.5 ms from
+    one process to the next, against a steady 0.5-0.7 ms for a depthwise conv followed by
+    an in-place multiply (``benchmarks/kernel_rates.py``, 320x180x36).
     """
     if _fused(x) and mul is None:
         args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
@@ -108,7 +109,7 @@ def _layer_norm(x: Tensor, w: Tensor | None = None, b: Tensor | None = None, eps
     """LayerNorm over the last (channel) dim of NHWC data, as four vectorised passes.
 
     PyTorch's ``layer_norm`` kernel handles short rows (36 channels) poorly on the CPU:
-    1.9 ms at 320x180x36 against 0.8 ms for this composition (``benchmarks/kernel_rates.py``;
+    1.9 ms at 320x180x36 against 0.75 ms for this composition (``benchmarks/kernel_rates.py``;
     same formula: biased variance of the centred values; max difference ~1e-6).
     """
     if not _fused(x):
@@ -416,7 +417,7 @@ class CudaGraphed(nn.Module):
 def optimize(model: SeemoRe, *, compile: bool = False) -> nn.Module:
     """The fastest exact inference module for ``model``'s device (eval only, same outputs).
 
-    CPU: :class:`FastSeemoRe` (NHWC GEMMs with oneDNN-fused GELU / add / mul). CUDA: the
+    CPU: :class:`FastSeemoRe` (NHWC GEMMs with oneDNN-fused GELU / add). CUDA: the
     eager NCHW network replayed as CUDA graphs (:class:`CudaGraphed`); cuDNN's NCHW
     kernels beat the NHWC rewrite there (``benchmarks/bench_inference.py``). Other
     devices: the eager network. ``compile=True`` wraps the CPU path in ``torch.compile``.
