@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from seemore_sr import create_model, save_model
 from seemore_sr.cli import main
 from seemore_sr.training.config import ConfigError, load_config
-from seemore_sr.training.trainer import TrainingError, lr_at, sr_loss, train
+from seemore_sr.training.trainer import TrainingError, lr_at, schedule_lr, sr_loss, train
 
 from .conftest import ROOT
 
@@ -140,11 +140,91 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, data):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_refuses_other_config(tmp_path, data):
+def test_resume_refuses_other_architecture_or_data(tmp_path, data):
     run = tmp_path / "run"
     train(load_config(None, sets(data, **{"train.iterations": 2})), run, progress=False)
-    with pytest.raises(TrainingError, match="another config"):
-        train(load_config(None, sets(data, **{"train.iterations": 2, "train.lr": 0.01})), run, progress=False)
+    for change in ({"model.scale": 3}, {"data.patch_size": 20}, {"model.variant": "base"}):
+        key = next(iter(change))
+        with pytest.raises(TrainingError, match=f"another config.*{key}"):
+            train(load_config(None, sets(data, **{"train.iterations": 4, **change})), run, progress=False)
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 2
+
+
+def test_wsd_schedule():
+    t = load_config(None, ["train.schedule=wsd", "train.lr=1e-3", "train.iterations=100", "train.warmup=10",
+                           "train.decay=20"]).train  # fmt: skip
+    got = [schedule_lr(i, t) for i in (0, 4, 9, 10, 79, 80, 90, 99)]
+    assert got == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-5])
+    trunk = load_config(None, ["train.schedule=wsd", "train.iterations=100"]).train
+    assert {schedule_lr(i, trunk) for i in range(100)} == {trunk.lr}  # constant: extendable
+    with pytest.raises(ConfigError, match="warmup \\+ train.decay"):
+        load_config(None, ["train.iterations=10", "train.decay=11"])
+    with pytest.raises(ConfigError, match="train.schedule"):
+        load_config(None, ["train.schedule=cosine"])
+
+
+def test_extend_then_branch(tmp_path, data):
+    """A constant-lr run extended by resuming equals one run to the same length; a cool-down
+    branch continues the trunk's state without touching the trunk."""
+    trunk = {"train.schedule": "wsd", "train.ema_decay": 0.9, "train.ckpt_every": 1, "train.val_every": 100}
+    straight = tmp_path / "straight"
+    train(load_config(None, sets(data, **trunk, **{"train.iterations": 6})), straight, progress=False)
+    run = tmp_path / "trunk"
+    train(load_config(None, sets(data, **trunk, **{"train.iterations": 3})), run, progress=False)
+    train(load_config(None, sets(data, **trunk, **{"train.iterations": 6})), run, progress=False)  # extend
+    a, b = torch.load(straight / "state.pt", weights_only=True), torch.load(run / "state.pt", weights_only=True)
+    assert b["iteration"] == 6
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    cool = tmp_path / "cool"
+    branch = {**trunk, "train.branch_from": str(run / "state.pt"), "train.iterations": 9, "train.decay": 3,
+              "train.ema_decay": 0}  # fmt: skip
+    train(load_config(None, sets(data, **branch)), cool, progress=False)
+    c = torch.load(cool / "state.pt", weights_only=True)
+    assert c["iteration"] == 9 and c["ema"] == {}
+    assert any(not torch.equal(c["model"][k], b["model"][k]) for k in b["model"])
+    lrs = [json.loads(line)["lr"] for line in (cool / "metrics.jsonl").read_text().splitlines() if "lr" in line]
+    assert lrs == pytest.approx([1e-3, 1e-3 * 2 / 3, 1e-3 / 3])  # the cpu recipe's lr, annealed
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 6  # trunk untouched
+    with pytest.raises(TrainingError, match="another config.*model.scale"):
+        train(load_config(None, sets(data, **{**branch, "model.scale": 3})), tmp_path / "x3", progress=False)
+
+
+def test_time_limit_and_bad_state_files(tmp_path, data):
+    run = tmp_path / "run"
+    out = train(load_config(None, sets(data, **{"train.iterations": 50})), run, progress=False, time_limit=0)
+    assert out["iteration"] == 1  # stopped after the first step, state saved
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 1
+    for name, content in (("empty", b""), ("truncated", (run / "state.pt").read_bytes()[:200])):
+        bad = tmp_path / name
+        bad.mkdir()
+        (bad / "state.pt").write_bytes(content)
+        with pytest.raises(TrainingError, match="not a readable training state"):
+            train(load_config(None, sets(data)), bad, progress=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    torch.save({"weights": torch.zeros(2)}, foreign / "state.pt")
+    with pytest.raises(TrainingError, match="not a seemore training state"):
+        train(load_config(None, sets(data)), foreign, progress=False)
+
+
+def test_sigterm_saves_state_and_exits(tmp_path, data):
+    run = tmp_path / "run"
+    args = sets(data, **{"train.iterations": 10_000, "train.ckpt_every": 10_000, "train.val_every": 10_000})
+    cmd = [sys.executable, "-m", "seemore_sr", "train", "cpu", "--run", str(run), "--no-progress"]
+    cmd += sum((["--set", s] for s in args), [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "SIGTERM" in out
+    it = torch.load(run / "state.pt", weights_only=True)["iteration"]
+    assert 1 <= it < 10_000  # saved at the stop, not at a checkpoint interval
 
 
 def test_two_process_gloo_ranks_stay_identical(tmp_path, data):

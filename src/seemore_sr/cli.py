@@ -150,7 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.trainer import train
 
     cfg = load_config(args.recipe, args.set)
-    result = train(cfg, args.run, progress=not args.no_progress)
+    limit = args.max_minutes * 60 if args.max_minutes is not None else None
+    result = train(cfg, args.run, progress=not args.no_progress, time_limit=limit)
     print(f"done: iteration {result['iteration']}, best Set5 PSNR {result['best_psnr']:.3f} dB")
     return 0
 
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run", required=True, help="run directory (resumed if it holds a state)")
     q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     q.add_argument("--no-progress", action="store_true")
+    q.add_argument(
+        "--max-minutes", type=float, metavar="M", help="stop cleanly (state saved) after M minutes of training"
+    )
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("plot", help="write a run's loss / validation curves (curves.png), e.g. mid-run")

@@ -47,8 +47,12 @@ class TrainSection:
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 0.0
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])  # fractions of iterations
-    gamma: float = 0.5
+    schedule: str = "multistep"  # multistep (the paper's) | wsd (warmup-stable-decay, extendable)
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])  # multistep: fractions
+    gamma: float = 0.5  # multistep: factor at each milestone
+    warmup: int = 0  # iterations of linear warmup from lr / warmup (both schedules)
+    decay: int = 0  # wsd: the last `decay` iterations anneal linearly to 0; 0 = constant (a trunk)
+    branch_from: str | None = None  # a run's state.pt to continue from (weights, optimizer, EMA, iteration)
     fft_weight: float = 0.1
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
@@ -131,6 +135,12 @@ def _validate(cfg: TrainConfig) -> None:
     for key in ("iterations", "batch_size", "val_every", "ckpt_every", "log_every"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    if t.schedule not in ("multistep", "wsd"):
+        raise ConfigError(f"train.schedule: must be multistep or wsd, got {t.schedule!r}")
+    if t.warmup < 0 or t.decay < 0:
+        raise ConfigError(f"train.warmup / train.decay: must be >= 0, got {t.warmup} / {t.decay}")
+    if t.warmup + t.decay > t.iterations:
+        raise ConfigError(f"train.warmup + train.decay ({t.warmup} + {t.decay}) exceed train.iterations")
     if t.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision: must be fp32 or bf16, got {t.precision!r}")
     if not all(0 < m <= 1 for m in t.milestones):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -36,9 +38,9 @@ from ..evaluation.metrics import psnr_torch, ssim_torch
 from ..models.checkpoint import CheckpointError, read_checkpoint, save_model
 from ..models.registry import config_for
 from ..models.seemore import SeemoRe
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, TrainSection
 
-__all__ = ["train", "sr_loss", "lr_at", "TrainingError"]
+__all__ = ["train", "sr_loss", "lr_at", "schedule_lr", "TrainingError"]
 
 
 class TrainingError(ValueError):
@@ -60,6 +62,45 @@ def lr_at(it: int, base: float, total: int, milestones: list[float], gamma: floa
     """MultiStepLR as a pure function: ``base * gamma ** (milestones passed)``."""
     passed = sum(it >= round(m * total) for m in milestones)
     return base * gamma**passed
+
+
+def schedule_lr(it: int, t: TrainSection) -> float:
+    """The learning rate at iteration ``it`` (0-based) of the configured schedule.
+
+    ``multistep``: the paper's MultiStepLR over ``t.iterations``. ``wsd``
+    (warmup-stable-decay): ``t.lr`` from the end of the warmup until the last ``t.decay``
+    iterations, which anneal linearly towards 0. With ``decay = 0`` the rate is constant,
+    so a run can be extended by raising ``iterations``; a cool-down branch is a run that
+    continues the trunk's state (``branch_from``) with ``decay`` > 0.
+    """
+    warm = min(1.0, (it + 1) / t.warmup) if t.warmup else 1.0
+    if t.schedule == "multistep":
+        return warm * lr_at(it, t.lr, t.iterations, t.milestones, t.gamma)
+    left = t.iterations - it
+    return warm * t.lr * (min(1.0, left / t.decay) if t.decay else 1.0)
+
+
+# Sections that fix what is being trained: a resumed or branched run must match them.
+# Everything in ``train`` (iterations, schedule, lr, logging, precision) may change.
+_FIXED = ("variant", "scale")
+
+
+def _architecture_changes(old: dict, new: dict) -> list[str]:
+    changed = [f"model.{k}" for k in _FIXED if old["model"].get(k) != new["model"].get(k)]
+    changed += [f"data.{k}" for k in new["data"] if old["data"].get(k) != new["data"][k]]
+    return changed
+
+
+def _load_state(path: Path) -> dict:
+    """A ``state.pt`` as a dict of tensors and plain values; one-line errors for bad files."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, empty, foreign: all reported the same way
+        raise TrainingError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+    need = {"iteration", "model", "optimizer", "ema", "config"}
+    if not isinstance(state, dict) or not need <= set(state):
+        raise TrainingError(f"{path}: not a seemore training state (needs {sorted(need)})")
+    return state
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
@@ -143,9 +184,57 @@ def plot_curves(run: Path) -> Path | None:
     return out
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_after: int | None = None) -> dict:
-    """Train (or resume) in ``run_dir``. ``stop_after`` ends early at that iteration (tests)."""
-    run = Path(run_dir)
+class _Stop:
+    """Whether the run should stop cleanly now: a SIGTERM arrived or the time limit passed.
+
+    The handler is installed only in a single-process run on the main thread (under
+    torchrun every rank must stop at the same step); ``restore`` puts the previous one back.
+    The time limit counts from ``start()``, the first training step.
+    """
+
+    def __init__(self, time_limit: float | None) -> None:
+        self.signalled, self.time_limit, self.deadline = False, time_limit, math.inf
+        self.previous = None
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1 and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, *_: object) -> None:
+        self.signalled = True
+
+    def start(self) -> None:
+        if self.time_limit is not None:
+            self.deadline = time.perf_counter() + self.time_limit
+
+    def __call__(self) -> bool:
+        return self.signalled or time.perf_counter() > self.deadline
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+    time_limit: float | None = None,
+) -> dict:
+    """Train (or resume) in ``run_dir``. ``stop_after`` ends early at that iteration (tests).
+
+    A SIGTERM, or ``time_limit`` seconds of training (counted from the first step, so
+    loading and validation before it are not charged), stops the run cleanly: the
+    iteration in flight finishes, the state is saved, and rerunning resumes from there.
+    """
+    stop = _Stop(time_limit)
+    try:
+        return _train(cfg, Path(run_dir), progress, stop_after, stop)
+    finally:
+        stop.restore()
+
+
+def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, stopping: _Stop) -> dict:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -181,17 +270,30 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
         ema.requires_grad_(False)
     state_path = run / "state.pt"
     start, best, history_best_iter = 0, -math.inf, None
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["config"] != json.loads(json.dumps(cfg.to_dict())):
-            changed = [k for k in state["config"] if state["config"][k] != cfg.to_dict()[k]]
-            raise TrainingError(f"{run}: holds a run with another config (sections {changed} differ)")
+    source = state_path if state_path.exists() else (Path(t.branch_from) if t.branch_from else None)
+    resumed_from = None
+    if source is not None:
+        state = _load_state(source)
+        changed = _architecture_changes(state["config"], json.loads(json.dumps(cfg.to_dict())))
+        if changed:
+            raise TrainingError(
+                f"{source}: holds a run with another config ({', '.join(changed)} differ); only train.* may change"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start, best, history_best_iter = state["iteration"], state["best_psnr"], state["best_iter"]
-        torch.set_rng_state(state["rng_cpu"])
+            ema.load_state_dict(state["ema"] or state["model"])
+        start = state["iteration"]
+        if source == state_path:
+            best, history_best_iter = state["best_psnr"], state["best_iter"]
+            torch.set_rng_state(state["rng_cpu"])
+            old_train = state["config"]["train"]
+            new_train = cfg.to_dict()["train"]
+            resumed_from = [f"{k} {old_train.get(k)} -> {v}" for k, v in new_train.items() if old_train.get(k) != v]
+        else:
+            resumed_from = [f"branched from {source} at iteration {start}"]
+        if start > t.iterations:
+            raise TrainingError(f"{source}: already at iteration {start}, past train.iterations={t.iterations}")
     net: nn.Module = model
     if distributed:
         # Ranks route to different experts, so some parameters go unused on some ranks.
@@ -207,9 +309,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
             f"{world} rank(s) on {device}; starting at iteration {start}/{t.iterations}"
             + (
                 f"; init from {cfg.model.init_from} (new: {', '.join(skipped) or 'none'})"
-                if cfg.model.init_from
+                if cfg.model.init_from and source is None
                 else ""
-            ),
+            )
+            + (f"; changed: {'; '.join(resumed_from)}" if resumed_from else ""),
             flush=True,
         )
     provenance = dict(dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size)
@@ -250,10 +353,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     end = t.iterations if stop_after is None else min(t.iterations, stop_after)
     net.train()
-    running, count, tick = 0.0, 0, time.perf_counter()
+    running, count, tick, cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
+    stopping.start()
     for it in range(start, end):
         for group in opt.param_groups:
-            group["lr"] = lr_at(it, t.lr, t.iterations, t.milestones, t.gamma)
+            group["lr"] = schedule_lr(it, t)
         lr, hr = data.batch(it, per_rank, offset=rank * per_rank)
         lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
         if t.channels_last:
@@ -279,15 +383,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if done % t.log_every == 0 and log is not None:
             speed = count / (time.perf_counter() - tick)
-            log.write(
-                json.dumps({"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed})
-                + "\n"
-            )
+            cpu = time.process_time() - cpu_tick  # CPU-seconds of this process (all threads)
+            row = {"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed, "cpu_s": cpu}
+            log.write(json.dumps(row) + "\n")
             log.flush()
             if tb is not None:
                 tb.add_scalar("train/loss", running / count, done)
                 tb.add_scalar("train/lr", opt.param_groups[0]["lr"], done)
-            running, count, tick = 0.0, 0, time.perf_counter()
+            running, count, tick, cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
         metrics = None
         if val and (done % t.val_every == 0 or done == t.iterations) and rank == 0:
             metrics = validate(ema if ema is not None else model, val, mcfg.scale)
@@ -309,8 +412,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, progress: bool = True, stop_
                     val_ssim=metrics["ssim"],
                     **provenance,
                 )
-        if done % t.ckpt_every == 0 or done == end:
+        if done % t.ckpt_every == 0 or done == end or stopping():
             save(done, {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else None)
+        if stopping():
+            if rank == 0:
+                why = "SIGTERM" if stopping.signalled else "time limit"
+                print(f"train: stopped at iteration {done} ({why}); state saved, rerun to resume", flush=True)
+            end = done
+            break
     if bar is not None:
         bar.close()
     if log is not None:

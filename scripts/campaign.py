@@ -1,0 +1,246 @@
+"""The training campaign's bookkeeping (called by scripts/campaign.sh; usable on its own).
+
+    python scripts/campaign.py status      trunk iterations, it/s, CPU-hours, latest PSNRs
+    python scripts/campaign.py branches    x2 cool-down + x3/x4 fine-tunes from the trunk's
+                                           current state, evaluated; ship what beats the package
+    python scripts/campaign.py plot        docs/campaign.png (Set5 PSNR vs iterations and hours)
+
+Branches are named by the trunk iteration they start from, so rerunning ``branches``
+after an interruption resumes them (each is an ordinary resumable run). A scale ships
+when its new weights beat the shipped file on Set5 *and* B100 PSNR (the issue's rule);
+the record of every branch goes to ``runs/campaign.jsonl``. Iterations are counted
+from the start of x2 training: the trunk began from ``runs/tiny-x2`` (2000 iterations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs"
+TRUNK = RUNS / "campaign-x2"
+PRE = RUNS / "tiny-x2"  # the 2000-iteration run the trunk was initialised from
+LEDGER = RUNS / "campaign.jsonl"
+WEIGHTS = ROOT / "src" / "seemore_sr" / "weights"
+BENCH = ROOT.parent / "shared" / "data" / "benchmark"
+DATASETS = ("Set5", "Set14", "B100")
+COOL = int(os.environ.get("COOL_ITERS", 600))  # x2 cool-down: linear decay to 0 from the trunk's lr
+FINETUNE = int(os.environ.get("FT_ITERS", 800))  # x3 / x4: warmup 50, then linear decay to 0
+
+
+def rows(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cpu_hours(run: Path, threads: int = 2) -> float:
+    """CPU time from the log: ``cpu_s`` where logged, else wall time x threads."""
+    total, last = 0.0, 0
+    for r in rows(run):
+        if "loss" not in r:
+            continue
+        if "cpu_s" in r:
+            total += r["cpu_s"]
+        else:
+            total += (r["iter"] - last) / r["it_s"] * threads
+        last = r["iter"]
+    return total / 3600
+
+
+def trunk_offset() -> int:
+    """x2 iterations before the trunk (the run it was initialised from)."""
+    return max((r["iter"] for r in rows(PRE)), default=0)
+
+
+def trunk_iteration() -> int:
+    import torch
+
+    state = TRUNK / "state.pt"
+    return torch.load(state, map_location="cpu", weights_only=True)["iteration"] if state.exists() else 0
+
+
+def ledger() -> list[dict]:
+    if not LEDGER.exists():
+        return []
+    return [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+
+
+def shipped(scale: int) -> dict:
+    path = ROOT / "results" / f"bundled-x{scale}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status() -> None:
+    r = [x for x in rows(TRUNK) if "loss" in x]
+    val = [x for x in rows(TRUNK) if "val_psnr" in x]
+    speed = sorted(x["it_s"] for x in r[-8:])
+    it = r[-1]["iter"] if r else 0
+    print(f"trunk {TRUNK.relative_to(ROOT)}: iteration {it} (+{trunk_offset()} before the trunk)")
+    if speed:
+        print(f"  speed: {speed[len(speed) // 2]:.2f} it/s (median of the last {len(speed)} log rows)")
+    print(f"  CPU-hours: trunk {cpu_hours(TRUNK):.2f}, before it {cpu_hours(PRE):.2f}")
+    if val:
+        v = val[-1]
+        print(f"  latest validation (EMA weights, Set5, monitoring only): {v['val_psnr']:.3f} dB at {v['iter']}")
+    for e in ledger()[-6:]:
+        print(
+            f"  branch x{e['scale']} from trunk {e['trunk_iter']} (+{e['branch_iters']}): "
+            + ", ".join(f"{d} {e['eval'][d]['psnr']:.3f}" for d in DATASETS)
+            + (" -> shipped" if e["shipped"] else " (not shipped)")
+        )
+    for s in (2, 3, 4):
+        ship = shipped(s)
+        if ship:
+            print(f"  shipped x{s}: " + ", ".join(f"{d} {ship[d]['psnr']:.3f}" for d in DATASETS))
+
+
+def seemore(*args: str) -> None:
+    cmd = [sys.executable, "-m", "seemore_sr", *args]
+    print("+ seemore " + " ".join(args), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def train_branch(run: Path, sets: list[str], threads: int) -> subprocess.Popen:
+    args = ["train", "cpu-trunk", "--run", str(run.relative_to(ROOT)), "--no-progress"]
+    args += [a for s in [*sets, "train.ema_decay=0", f"train.threads={threads}"] for a in ("--set", s)]
+    print("+ seemore " + " ".join(args), flush=True)
+    run.mkdir(parents=True, exist_ok=True)
+    log = (run / "train.log").open("a")
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "seemore_sr", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+
+
+def evaluate(run: Path, scale: int) -> dict:
+    out = run / "eval.json"
+    if not out.exists():
+        data = [str(BENCH / d) for d in DATASETS]
+        seemore("eval", str(run / "latest.safetensors"), "--data", *data, "--scale", str(scale), "--no-progress",
+                "--json", str(out))  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float) -> None:
+    """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it."""
+    if any(e["run"] == run.name for e in ledger()):
+        return
+    result = evaluate(run, scale)
+    old = shipped(scale)
+    better = all(result[d]["psnr"] > old.get(d, {}).get("psnr", -1) for d in ("Set5", "B100"))
+    if better:
+        shutil.copyfile(run / "latest.safetensors", WEIGHTS / f"seemore-tiny-x{scale}.safetensors")
+        shutil.copyfile(run / "eval.json", ROOT / "results" / f"bundled-x{scale}.json")
+    entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
+                 branch_iters=branch_iters, cpu_hours=round(hours, 3), eval=result, shipped=better)  # fmt: skip
+    with LEDGER.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    (run / "state.pt").unlink(missing_ok=True)  # only the trunk's state stays in the tree
+    print(
+        f"x{scale} from trunk {trunk_iter}: "
+        + ", ".join(f"{d} {result[d]['psnr']:.3f}" for d in DATASETS)
+        + (" -> shipped" if better else " -> not better than the shipped weights on Set5 and B100; kept in runs/")
+    )
+
+
+def branches() -> None:
+    t = trunk_iteration()
+    base_hours = cpu_hours(PRE) + cpu_hours(TRUNK)
+    cool = RUNS / f"campaign-x2-cool-{t}"
+    end = t + COOL
+    if not (cool / "latest.safetensors").exists() or _iteration(cool) < end:
+        sets = [f"train.branch_from={(TRUNK / 'state.pt').relative_to(ROOT)}", f"train.iterations={end}",
+                f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
+        if train_branch(cool, sets, threads=2).wait():
+            sys.exit(f"x2 cool-down failed, see {cool}/train.log")
+    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool))
+    procs = {}
+    for s in (3, 4):
+        run = RUNS / f"campaign-x{s}-ft-{t}"
+        if (run / "latest.safetensors").exists() and _iteration(run) >= FINETUNE:
+            continue
+        sets = [f"model.scale={s}", f"model.init_from={(cool / 'latest.safetensors').relative_to(ROOT)}",
+                f"train.iterations={FINETUNE}", "train.warmup=50", f"train.decay={FINETUNE - 50}",
+                f"train.val_every={FINETUNE}"]  # fmt: skip
+        procs[s] = (run, train_branch(run, sets, threads=1))  # x3 and x4 side by side, a core each
+    for s, (run, proc) in procs.items():
+        if proc.wait():
+            sys.exit(f"x{s} fine-tune failed, see {run}/train.log")
+    for s in (3, 4):
+        run = RUNS / f"campaign-x{s}-ft-{t}"
+        finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool) + cpu_hours(run))
+
+
+def _iteration(run: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(run / "latest.safetensors"), "pt") as f:
+        return int(json.loads(f.metadata().get("provenance", "{}")).get("iterations", 0))
+
+
+def plot(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from seemore_sr.evaluation.evaluate import paper_numbers
+
+    bic = {s: json.loads((ROOT / "results" / f"bicubic-x{s}.json").read_text())["Set5"]["psnr"] for s in (2, 4)}
+    off = trunk_offset()
+    series = {2: [], 4: []}  # (iterations, cpu-hours, psnr, label)
+    pre_hours = cpu_hours(PRE)
+    pre_val = [r for r in rows(PRE) if "val_psnr" in r]
+    for r in pre_val:
+        series[2].append((r["iter"], pre_hours * r["iter"] / max(off, 1), r["val_psnr"], "x2 run"))
+    acc, last, trunk_pts = pre_hours, 0, []
+    for r in rows(TRUNK):
+        if "loss" in r:
+            acc += r.get("cpu_s", (r["iter"] - last) / r["it_s"] * 2) / 3600
+            last = r["iter"]
+        elif "val_psnr" in r:
+            trunk_pts.append((off + r["iter"], acc, r["val_psnr"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, xi, xlabel in ((axes[0], 0, "x2 training iterations (batch 16)"), (axes[1], 1, "CPU-hours (all scales)")):
+        ax.plot([p[xi] for p in series[2]], [p[2] for p in series[2]], "o-", color="C0", label="x2 (initial run)")
+        if trunk_pts:
+            ax.plot([p[xi] for p in trunk_pts], [p[2] for p in trunk_pts], ".-", color="C0", alpha=0.5,
+                    label="x2 trunk (EMA, constant lr)")  # fmt: skip
+        for e in ledger():
+            if e["scale"] not in (2, 4):
+                continue
+            x = e["x2_iters"] + e["branch_iters"] if xi == 0 else e["cpu_hours"]
+            ax.plot([x], [e["eval"]["Set5"]["psnr"]], "*" if e["shipped"] else "x", ms=11,
+                    color="C0" if e["scale"] == 2 else "C3")  # fmt: skip
+        for s, color in ((2, "C0"), (4, "C3")):
+            ax.axhline(paper_numbers("SeemoRe-T", s)["set5"]["psnr"], color=color, ls="--", lw=1,
+                       label=f"paper SeemoRe-T x{s}")  # fmt: skip
+            ax.axhline(bic[s], color=color, ls=":", lw=1, label=f"bicubic x{s}")
+        ax.plot([], [], "*", color="gray", ms=11, label="branch (shipped); x = not shipped; red = x4")
+        ax.set(xlabel=xlabel, ylabel="Set5 PSNR (Y, dB)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("SeemoRe-T training campaign on 2-core CPUs: Set5 PSNR (monitoring; shipping needs Set5 and B100)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["status", "branches", "plot"])
+    p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
+    args = p.parse_args()
+    {"status": status, "branches": branches, "plot": lambda: plot(Path(args.out))}[args.command]()
+
+
+if __name__ == "__main__":
+    main()
