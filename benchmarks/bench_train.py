@@ -1,16 +1,19 @@
-"""Training throughput of each CPU option, side by side (interleaved repeats).
+"""Training throughput of each option, side by side (interleaved repeats).
 
     python benchmarks/bench_train.py --repeats 5
+    python benchmarks/bench_train.py --device cuda --batch 32 --patch 64 --choose   # scripts/device_train.sh
 
-Options: fp32 NCHW, fp32 channels_last, bf16 autocast (NCHW / channels_last). One step =
-forward, L1+FFT loss, backward, Adam, on a batch of the ``cpu`` recipe (16 x 48px LR
-patches, SeemoRe-T x2). Also reports the data pipeline: seconds to preload the
-training set and the time to cut one batch from memory.
+Options: fp32 / bf16 autocast, each NCHW and channels_last. One step = forward,
+L1+FFT loss, backward, Adam, on random data of the batch's shape (SeemoRe-T x2).
+``--choose`` prints one last line, ``PRECISION CHANNELS_LAST``, for the fastest option
+(bf16 only where the device runs it natively). On the CPU it also reports the data
+pipeline: seconds to preload the training set and the time to cut one batch from memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -27,26 +30,35 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--choose", action="store_true", help="print the fastest option as 'PRECISION CHANNELS_LAST'")
+    p.add_argument("--json", help="write the timings here")
     p.add_argument("--data", default="../shared/data/train/T91", help="folder for the data-pipeline timing")
     args = p.parse_args()
-    print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
-    )
+    dev = torch.device(args.device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    print(f"# {name}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    lr = torch.rand(args.batch, 3, args.patch, args.patch)
-    hr = torch.rand(args.batch, 3, 2 * args.patch, 2 * args.patch)
+    lr = torch.rand(args.batch, 3, args.patch, args.patch, device=dev)
+    hr = torch.rand(args.batch, 3, 2 * args.patch, 2 * args.patch, device=dev)
     setups = {}
-    for name, cl, bf16 in [("fp32", False, False), ("fp32+channels_last", True, False),
-                           ("bf16", False, True), ("bf16+channels_last", True, True)]:  # fmt: skip
-        m = create_model("seemore-tiny-x2").train()
+    for key, cl, bf16 in [("fp32", False, False), ("fp32+channels_last", True, False),
+                          ("bf16", False, True), ("bf16+channels_last", True, True)]:  # fmt: skip
+        m = create_model("seemore-tiny-x2").train().to(dev)
         if cl:
             m = m.to(memory_format=torch.channels_last)
-        setups[name] = (m, torch.optim.Adam(m.parameters(), 1e-3), cl, bf16)
+        setups[key] = (m, torch.optim.Adam(m.parameters(), 1e-3), cl, bf16)
 
-    def step(name):
-        m, opt, cl, bf16 = setups[name]
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def step(key):
+        m, opt, cl, bf16 = setups[key]
         x = lr.contiguous(memory_format=torch.channels_last) if cl else lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             sr = m(x)
         loss = sr_loss(sr.float(), hr)
         opt.zero_grad()
@@ -55,18 +67,28 @@ def main() -> None:
 
     times = {k: [] for k in setups}
     for k in setups:
-        step(k)  # warm-up
+        for _ in range(3 if dev.type == "cuda" else 1):  # warm-up (cuDNN picks its kernels)
+            step(k)
+    sync()
     for _ in range(args.repeats):
         for k in setups:
             t = time.perf_counter()
             step(k)
+            sync()
             times[k].append(time.perf_counter() - t)
     base = statistics.median(times["fp32"])
-    print(f"batch {args.batch} x {args.patch}px LR, {args.repeats} interleaved repeats")
+    print(f"batch {args.batch} x {args.patch}px LR on {dev}, {args.repeats} interleaved repeats")
     print(f"{'option':<20} {'it/s':>6} {'s/it (median)':>14} {'vs fp32':>8}")
     for k, ts in times.items():
         med = statistics.median(ts)
         print(f"{k:<20} {1 / med:>6.2f} {med:>14.3f} {base / med:>7.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "batch": args.batch, "patch": args.patch, "seconds": times}, f, indent=1)
+    if args.choose:
+        best = min(times, key=lambda k: statistics.median(times[k]))
+        print(f"{'bf16' if best.startswith('bf16') else 'fp32'} {str(best.endswith('channels_last')).lower()}")
+        return
 
     from seemore_sr.data.paired import PairedImages
 

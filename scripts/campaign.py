@@ -4,6 +4,7 @@
     python scripts/campaign.py branches    x2 cool-down + x3/x4 fine-tunes from the trunk's
                                            current state, evaluated; ship what beats the package
     python scripts/campaign.py plot        docs/campaign.png (Set5 PSNR vs iterations and hours)
+    python scripts/campaign.py adopt DIR   take the trunk state scripts/device_train.sh brought back
 
 Branches are named by the trunk iteration they start from, so rerunning ``branches``
 after an interruption resumes them (each is an ordinary resumable run). A scale ships
@@ -42,17 +43,30 @@ def rows(run: Path) -> list[dict]:
 
 
 def cpu_hours(run: Path, threads: int = 2) -> float:
-    """CPU time from the log: ``cpu_s`` where logged, else wall time x threads."""
+    """CPU time from the log: ``cpu_s`` where logged, else wall time x threads; GPU rows excluded."""
     total, last = 0.0, 0
     for r in rows(run):
         if "loss" not in r:
             continue
-        if "cpu_s" in r:
+        if r.get("device") == "cuda":
+            pass
+        elif "cpu_s" in r:
             total += r["cpu_s"]
         else:
             total += (r["iter"] - last) / r["it_s"] * threads
         last = r["iter"]
     return total / 3600
+
+
+def gpu_minutes(run: Path) -> float:
+    """Wall time of the log rows trained on a GPU (``device == "cuda"``)."""
+    total, last = 0.0, 0
+    for r in rows(run):
+        if "loss" in r:
+            if r.get("device") == "cuda":
+                total += (r["iter"] - last) / r["it_s"]
+            last = r["iter"]
+    return total / 60
 
 
 def trunk_offset() -> int:
@@ -86,7 +100,8 @@ def status() -> None:
     print(f"trunk {TRUNK.relative_to(ROOT)}: iteration {it} (+{trunk_offset()} before the trunk)")
     if speed:
         print(f"  speed: {speed[len(speed) // 2]:.2f} it/s (median of the last {len(speed)} log rows)")
-    print(f"  CPU-hours: trunk {cpu_hours(TRUNK):.2f}, before it {cpu_hours(PRE):.2f}")
+    hours = f"trunk {cpu_hours(TRUNK):.2f}, before it {cpu_hours(PRE):.2f}"
+    print(f"  CPU-hours: {hours}; GPU-minutes: {gpu_minutes(TRUNK):.1f}")
     if val:
         v = val[-1]
         print(f"  latest validation (EMA weights, Set5, monitoring only): {v['val_psnr']:.3f} dB at {v['iter']}")
@@ -184,6 +199,20 @@ def _iteration(run: Path) -> int:
         return int(json.loads(f.metadata().get("provenance", "{}")).get("iterations", 0))
 
 
+def adopt(folder: Path) -> None:
+    """Take the trunk state that scripts/device_train.sh brought back from a GPU."""
+    import torch
+
+    if (TRUNK / "pid").exists():
+        sys.exit("stop the trunk first (scripts/campaign.sh stop with BRANCHES=0)")
+    new = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)["iteration"]
+    if new <= trunk_iteration():
+        sys.exit(f"{folder}: state at iteration {new} is not ahead of the trunk's {trunk_iteration()}")
+    for name in ("state.pt", "latest.safetensors", "metrics.jsonl"):
+        shutil.copyfile(folder / name, TRUNK / name)
+    print(f"trunk now at iteration {new} (GPU-minutes so far: {gpu_minutes(TRUNK):.1f})")
+
+
 def plot(out: Path) -> None:
     import matplotlib
 
@@ -236,9 +265,15 @@ def plot(out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "branches", "plot"])
+    p.add_argument("command", choices=["status", "branches", "plot", "adopt"])
+    p.add_argument("folder", nargs="?", help="adopt: the folder device_train.sh's files came back to")
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
+    if args.command == "adopt":
+        if not args.folder:
+            sys.exit("adopt needs the folder with the device's state.pt")
+        adopt(Path(args.folder))
+        return
     {"status": status, "branches": branches, "plot": lambda: plot(Path(args.out))}[args.command]()
 
 

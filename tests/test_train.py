@@ -143,11 +143,22 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, data):
 def test_resume_refuses_other_architecture_or_data(tmp_path, data):
     run = tmp_path / "run"
     train(load_config(None, sets(data, **{"train.iterations": 2})), run, progress=False)
-    for change in ({"model.scale": 3}, {"data.patch_size": 20}, {"model.variant": "base"}):
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for f in sorted((data / "train").iterdir())[:3]:
+        (subset / f.name).write_bytes(f.read_bytes())
+    for change in ({"model.scale": 3}, {"data.train": f"[{subset}]"}, {"model.variant": "base"}):
         key = next(iter(change))
         with pytest.raises(TrainingError, match=f"another config.*{key}"):
             train(load_config(None, sets(data, **{"train.iterations": 4, **change})), run, progress=False)
     assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 2
+    moved = tmp_path / "moved"  # the same images elsewhere, another patch size and batch: allowed
+    moved.mkdir()
+    for f in sorted((data / "train").iterdir()):
+        (moved / f.name).write_bytes(f.read_bytes())
+    change = {"data.train": f"[{moved}]", "data.patch_size": 20, "train.batch_size": 4, "train.iterations": 3}
+    train(load_config(None, sets(data, **change)), run, progress=False)
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 3
 
 
 def test_wsd_schedule():
@@ -242,3 +253,25 @@ def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
         assert torch.equal(r0[k], r1[k]), k
     assert not (run / "rank1").exists()
     assert (run / "latest.safetensors").exists()
+
+
+def test_device_train_script_continues_the_trunk(tmp_path, data):
+    """scripts/device_train.sh on the CPU: resumes a trunk state with the device's batch and patch
+    and no validation set, stops on its time limit, and hands back state, weights and log."""
+    run = tmp_path / "trunk"
+    trunk = ["data.patch_size=16", "train.batch_size=2", "train.threads=1", f"data.train=[{data / 'train'}]",
+             "data.val=null", "model.init_from=null"]  # fmt: skip
+    train(load_config("cpu-trunk", trunk), run, progress=False, stop_after=2)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "RUN": str(run), "DATA": str(data / "train"), "MINUTES": "0.005",
+           "BATCH": "4", "PATCH": "20", "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    state = torch.load(out / "state.pt", weights_only=True)
+    assert state["iteration"] > 2 and state["config"]["train"]["batch_size"] == 4
+    assert "time limit" in (out / "train.log").read_text()
+    assert (out / "latest.safetensors").exists() and (out / "metrics.jsonl").exists()
+    env["DATA"] = str(tmp_path / "nowhere")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "pack_devdata" in proc.stderr

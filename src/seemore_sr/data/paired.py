@@ -94,6 +94,11 @@ class PairedImages:
         self.skipped = small
         self.load_seconds = time.perf_counter() - start
 
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the training set wherever it lies: image count and HR pixels."""
+        return f"{len(self.pairs)} images, {sum(p.hr.shape[0] * p.hr.shape[1] for p in self.pairs)} HR pixels"
+
     def __len__(self) -> int:
         return len(self.pairs)
 

@@ -80,14 +80,17 @@ def schedule_lr(it: int, t: TrainSection) -> float:
     return warm * t.lr * (min(1.0, left / t.decay) if t.decay else 1.0)
 
 
-# Sections that fix what is being trained: a resumed or branched run must match them.
-# Everything in ``train`` (iterations, schedule, lr, logging, precision) may change.
-_FIXED = ("variant", "scale")
+def _what_changed(state: dict, cfg: TrainConfig, data: PairedImages) -> list[str]:
+    """What a resumed or branched run may not change: the network and the training images.
 
-
-def _architecture_changes(old: dict, new: dict) -> list[str]:
-    changed = [f"model.{k}" for k in _FIXED if old["model"].get(k) != new["model"].get(k)]
-    changed += [f"data.{k}" for k in new["data"] if old["data"].get(k) != new["data"][k]]
+    Everything else may differ: the schedule and the rest of ``train``, the patch size, the
+    validation set, and where the images lie (a GPU machine reads a copy elsewhere), since
+    the images are identified by their count and pixels, not by their folder.
+    """
+    old = state["config"]
+    changed = [f"model.{k}" for k in ("variant", "scale") if old["model"].get(k) != getattr(cfg.model, k)]
+    if state.get("data", data.fingerprint) != data.fingerprint:
+        changed.append(f"data.train ({state['data']} before, {data.fingerprint} now)")
     return changed
 
 
@@ -242,6 +245,7 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick its kernels once
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -274,10 +278,11 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
     resumed_from = None
     if source is not None:
         state = _load_state(source)
-        changed = _architecture_changes(state["config"], json.loads(json.dumps(cfg.to_dict())))
+        changed = _what_changed(state, cfg, data)
         if changed:
             raise TrainingError(
-                f"{source}: holds a run with another config ({', '.join(changed)} differ); only train.* may change"
+                f"{source}: holds a run with another config ({', '.join(changed)} differ); only the network "
+                "and the training images are fixed"
             )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -287,9 +292,13 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
         if source == state_path:
             best, history_best_iter = state["best_psnr"], state["best_iter"]
             torch.set_rng_state(state["rng_cpu"])
-            old_train = state["config"]["train"]
-            new_train = cfg.to_dict()["train"]
-            resumed_from = [f"{k} {old_train.get(k)} -> {v}" for k, v in new_train.items() if old_train.get(k) != v]
+            old, new = state["config"], cfg.to_dict()
+            resumed_from = [
+                f"{sec}.{k} {old[sec].get(k)} -> {v}"
+                for sec in ("data", "train")
+                for k, v in new[sec].items()
+                if old[sec].get(k) != v
+            ]
         else:
             resumed_from = [f"branched from {source} at iteration {start}"]
         if start > t.iterations:
@@ -332,6 +341,7 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
                 "best_iter": history_best_iter,
                 "rng_cpu": torch.get_rng_state(),
                 "config": cfg.to_dict(),
+                "data": data.fingerprint,
             },
             state_path,
         )
@@ -385,6 +395,7 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
             speed = count / (time.perf_counter() - tick)
             cpu = time.process_time() - cpu_tick  # CPU-seconds of this process (all threads)
             row = {"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed, "cpu_s": cpu}
+            row["device"] = device.type  # GPU rows count as GPU-minutes, not CPU-hours
             log.write(json.dumps(row) + "\n")
             log.flush()
             if tb is not None:
