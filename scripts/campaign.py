@@ -190,6 +190,11 @@ def branches() -> None:
     for s in (3, 4):
         run = RUNS / f"campaign-x{s}-ft-{t}"
         finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool) + cpu_hours(run))
+    # The tree must stay small enough to travel to a GPU with the packed training set
+    # (64 MiB): a branch keeps its log, eval and ledger entry; shipped weights live in the package.
+    for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in (3, 4))):
+        for f in run.glob("*.safetensors"):
+            f.unlink()
 
 
 def _iteration(run: Path) -> int:

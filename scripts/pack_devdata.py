@@ -40,7 +40,7 @@ def main() -> None:
             if not dst.exists():
                 with Image.open(f) as im:
                     im.load()
-                    im.save(dst, "WEBP", lossless=True, quality=100, method=6)
+                    im.save(dst, "WEBP", lossless=True, quality=100, method=2)  # 0.09 s an image; 6: 9 s, 1.8% smaller
                     with Image.open(dst) as back:
                         if not np.array_equal(np.asarray(im.convert("RGB")), np.asarray(back.convert("RGB"))):
                             raise SystemExit(f"{f}: WebP round trip is not lossless")
