@@ -3,8 +3,9 @@
     python benchmarks/profile_train_step.py --scales 2 4 --repeats 5 [--ops 12]
 
 SeemoRe-T, train mode, the campaign's batch (16 x 48px LR patches from the training set),
-fp32, torch's threads. Phases are timed with ``time.perf_counter`` around each part of
-the trainer's step; the median over ``--repeats`` steps (after one warm-up) is printed,
+fp32, torch's threads, NCHW or channels_last (``--channels-last``, as the campaign
+trains). Phases are timed with ``time.perf_counter`` around each part of the trainer's
+step; the median over ``--repeats`` steps (after one warm-up) is printed,
 then (``--ops``) the profiler's top operators by self CPU time over two more steps.
 Pause the campaign first (``scripts/campaign.sh pause``): the numbers need a quiet machine.
 """
@@ -33,10 +34,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def step(model, opt, ema, data, it, batch, phases):
+def step(model, opt, ema, data, it, batch, phases, channels_last=False):
     t = time.perf_counter
     t0 = t()
     lr, hr = data.batch(it, batch)
+    if channels_last:
+        lr = lr.contiguous(memory_format=torch.channels_last)
     t1 = t()
     sr = model(lr)
     t2 = t()
@@ -70,27 +73,33 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--data", default="../shared/data/train/T91")
     p.add_argument("--ops", type=int, default=0, help="also list the profiler's top N ops")
+    p.add_argument("--channels-last", action="store_true", help="model and input channels_last (the campaign's)")
     args = p.parse_args()
     print(f"# {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for s in args.scales:
         torch.manual_seed(0)
         model = create_model(f"seemore-tiny-x{s}").train()
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         ema = create_model(f"seemore-tiny-x{s}")
         opt = torch.optim.Adam(model.parameters(), 1e-3, betas=(0.9, 0.99))
         data = PairedImages([args.data], s, args.patch, skip_small=True)
         phases: dict[str, list[float]] = {}
-        step(model, opt, ema, data, 0, args.batch, {})
+        cl = args.channels_last
+        step(model, opt, ema, data, 0, args.batch, {}, cl)
         for i in range(args.repeats):
-            step(model, opt, ema, data, i + 1, args.batch, phases)
+            step(model, opt, ema, data, i + 1, args.batch, phases, cl)
         med = {k: statistics.median(v) for k, v in phases.items()}
         total = sum(med.values())
-        print(f"\nx{s}: batch {args.batch} x {args.patch}px LR, median of {args.repeats} steps: {total:.3f} s/step")
+        layout = "channels_last" if cl else "NCHW"
+        shape = f"batch {args.batch} x {args.patch}px LR"
+        print(f"\nx{s} ({layout}): {shape}, median of {args.repeats} steps: {total:.3f} s/step")
         for k, v in med.items():
             print(f"  {k:<10} {v * 1e3:8.1f} ms  {100 * v / total:5.1f} %")
         if args.ops:
             with torch.profiler.profile() as prof:
                 for i in range(2):
-                    step(model, opt, ema, data, 100 + i, args.batch, {})
+                    step(model, opt, ema, data, 100 + i, args.batch, {}, cl)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
 
 

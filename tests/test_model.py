@@ -90,6 +90,29 @@ def test_train_mode_matches_dense_gradients():
         assert torch.allclose(ga, b.grad, atol=1e-6), name
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_channels_last_training_matches_nchw(shuffle):
+    """The campaign trains channels_last: its LayerNorm and shuffle take layout-keeping
+    paths, which must give the NCHW outputs and gradients."""
+    torch.manual_seed(2)
+    cfg = tiny_cfg(num_layers=2, embedding_dim=12, use_shuffle=shuffle)
+    a = SeemoRe(cfg).train()
+    b = SeemoRe(cfg).train().to(memory_format=torch.channels_last)
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(3, 3, 16, 20)
+    ya = a(x)
+    yb = b(x.contiguous(memory_format=torch.channels_last))
+    assert yb.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(ya, yb, atol=1e-5)
+    (ya**2).mean().backward()
+    (yb**2).mean().backward()
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        if pa.grad is None:
+            assert pb.grad is None, name
+            continue
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=1e-4), name
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
 def test_presets_shape_and_finite(variant, scale):

@@ -248,7 +248,12 @@ class MoEBlock(nn.Module):
         x = self.conv_1(x)
         if self.use_shuffle:
             n, c, h, w = x.shape
-            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+                # the same shuffle on the NHWC storage, so the result stays channels_last
+                x = x.permute(0, 2, 3, 1).reshape(n, h, w, 2, c // 2).transpose(3, 4).reshape(n, h, w, c)
+                x = x.permute(0, 3, 1, 2)
+            else:
+                x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
         return x.chunk(2, dim=1)
 
     def context(self, k: Tensor) -> Tensor:
