@@ -195,6 +195,86 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import csv
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import load_model
+    from .analysis.explain import capture, expert_ranks_of, route_images, routing_counts
+    from .analysis.figures import image_figure, routing_figure
+    from .data.images import ImageError, read_image
+    from .data.paired import find_pairs
+    from .evaluation.evaluate import lr_for
+
+    if not args.images and not args.data:
+        raise ValueError("give one or more IMAGEs to explain, or --data DIR... for routing statistics")
+    model = load_model(args.model).to(args.device)
+    cfg = model.config
+    if args.scale is not None and args.scale != cfg.scale:
+        raise ValueError(f"{args.model} is an x{cfg.scale} model, but --scale {args.scale} was asked")
+    if cfg.in_chans != 3:
+        raise ValueError(f"{args.model}: explain handles RGB models (in_chans 3), this one has {cfg.in_chans}")
+    ranks = expert_ranks_of(model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rgb = lambda a: np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a  # noqa: E731
+    failed = 0
+    for path in map(Path, args.images):
+        try:
+            cap = capture(model, rgb(read_image(path)), group=args.group)
+        except ImageError as e:
+            print(f"failed: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        fig = image_figure(cap, out / f"{path.stem}_explain.png", title=f"{args.model} on {path.name}")
+        info = {"image": str(path), "ranks": ranks, "experts": cap.experts, "weights": cap.weights}
+        (out / f"{path.stem}_explain.json").write_text(json.dumps(info, indent=1) + "\n")
+        chosen = ", ".join(f"{i + 1}:r{ranks[e[0]]}" for i, e in enumerate(cap.experts))
+        print(f"{path.name}: chosen rank per layer {chosen} -> {fig}")
+    if args.data:
+        per_set, per_image = {}, {}
+        for folder in map(Path, args.data):
+            lrs = []
+            for hr_path, lr_path in find_pairs(folder, cfg.scale, recursive=False):
+                try:
+                    hr = rgb(read_image(hr_path))
+                    h, w = hr.shape[0] // cfg.scale * cfg.scale, hr.shape[1] // cfg.scale * cfg.scale
+                    lrs.append((hr_path.stem, rgb(lr_for(np.ascontiguousarray(hr[:h, :w]), cfg.scale, lr_path))))
+                except (ImageError, ValueError) as e:
+                    print(f"failed: {e}", file=sys.stderr)
+                    failed += 1
+            choices = route_images(model, [lr for _, lr in lrs])
+            per_set[folder.name] = routing_counts(model, choices)
+            per_image.update({f"{folder.name}/{name}": c for (name, _), c in zip(lrs, choices, strict=True)})
+        total = sum(per_set.values())
+        report = {
+            "model": str(args.model),
+            "scale": cfg.scale,
+            "ranks": ranks,
+            "datasets": {k: {"images": int(v[0].sum()) // cfg.topk, "counts": v.tolist()} for k, v in per_set.items()},
+            "total": {"images": int(total[0].sum()) // cfg.topk, "counts": total.tolist()},
+            "per_image": per_image,
+        }
+        (out / "routing.json").write_text(json.dumps(report, indent=1) + "\n")
+        with (out / "routing.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["dataset", "layer", "expert", "rank", "count", "share"])
+            for name, counts in [*per_set.items(), ("total", total)]:
+                for layer, row in enumerate(counts):
+                    for e, n in enumerate(row):
+                        w.writerow([name, layer + 1, e + 1, ranks[e], int(n), f"{n / max(row.sum(), 1):.4f}"])
+        sets = " + ".join(per_set)
+        fig = routing_figure(total, ranks, out / "routing.png", f"{args.model}: experts chosen on {sets}")
+        print(f"routing over {report['total']['images']} images ({sets}) -> {out / 'routing.json'}, {fig}")
+        for layer, row in enumerate(total):
+            shares = ", ".join(f"rank {ranks[e]} {100 * n / max(row.sum(), 1):.0f}%" for e, n in enumerate(row))
+            print(f"  layer {layer + 1}: {shares}")
+    return 1 if failed else 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -205,7 +285,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run}: no metrics.jsonl (not a training run folder)")
     out = plot_curves(run)
     if out is None:
-        raise ValueError("plotting needs matplotlib")
+        raise ValueError("plotting needs matplotlib: pip install 'seemore-sr[plot]'")
     print(f"wrote {out}")
     return 0
 
@@ -284,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, metavar="M", help="stop cleanly (state saved) after M minutes of training"
     )
     q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("explain", help="the experts at work: routing statistics (paper Fig. 5) or one image's features")
+    q.add_argument("model", help="registry name (bundled weights) or checkpoint path, the authors' files included")
+    q.add_argument("images", nargs="*", metavar="IMAGE", help="images to explain one by one (fed as LR inputs)")
+    q.add_argument("--data", nargs="+", metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/]): routing statistics")
+    q.add_argument("--scale", type=int, help="check that the model has this scale (LR is made at the model's)")
+    q.add_argument("--group", type=int, default=0, help="residual group whose features are shown (0-based)")
+    q.add_argument("--out", default="explain", help="output folder (default: explain/)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.set_defaults(func=cmd_explain)
 
     q = sub.add_parser("plot", help="write a run's loss / validation curves (curves.png), e.g. mid-run")
     q.add_argument("run", help="run directory")
