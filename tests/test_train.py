@@ -73,6 +73,24 @@ def test_config_validation(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
+    for bad, key in (("train.gamma=0", "train.gamma"), ("train.fft_weight=-0.1", "train.fft_weight"),
+                     ("train.lr=0", "train.lr"), ("train.threads=-1", "train.threads"), ("train.seed=-3", "train.seed"),
+                     ("data.train=[]", "data.train")):  # fmt: skip
+        with pytest.raises(ConfigError, match=key):
+            load_config("cpu", [bad])
+
+
+def test_resume_drops_rows_logged_after_the_state(tmp_path, data):
+    run = tmp_path / "run"
+    args = sets(data, **{"train.iterations": 4, "train.val_every": 100})
+    train(load_config(None, args), run, progress=False)
+    with (run / "metrics.jsonl").open("a") as f:  # as if a killed run had logged past its last state
+        for it in (5, 6):
+            f.write(json.dumps({"iter": it, "loss": 9.0, "lr": 1.0, "it_s": 1.0}) + "\n")
+    train(load_config(None, sets(data, **{"train.iterations": 6, "train.val_every": 100})), run, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    iters = [r["iter"] for r in rows if "loss" in r]
+    assert iters == [1, 2, 3, 4, 5, 6] and all(r.get("loss") != 9.0 for r in rows)
 
 
 def test_clear_errors_before_training(tmp_path, data, capsys):

@@ -135,6 +135,18 @@ def _validate(cfg: TrainConfig) -> None:
     for key in ("iterations", "batch_size", "val_every", "ckpt_every", "log_every"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    for key, ok, rule in (
+        ("lr", t.lr > 0, "> 0"),
+        ("gamma", t.gamma > 0, "> 0"),
+        ("fft_weight", t.fft_weight >= 0, ">= 0"),
+        ("threads", t.threads >= 0, ">= 0 (0 = torch's default)"),
+        ("seed", t.seed >= 0, ">= 0"),
+        ("weight_decay", t.weight_decay >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise ConfigError(f"train.{key}: must be {rule}, got {getattr(t, key)}")
+    if not cfg.data.train:
+        raise ConfigError("data.train: at least one folder of training images is needed")
     if t.schedule not in ("multistep", "wsd"):
         raise ConfigError(f"train.schedule: must be multistep or wsd, got {t.schedule!r}")
     if t.warmup < 0 or t.decay < 0:

@@ -327,24 +327,34 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
     provenance = dict(dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size)
 
     def save(it: int, metrics: dict | None = None) -> None:
+        """state.pt first, then the weights: latest.safetensors is never ahead of the state."""
         if rank != 0:
             return
         weights = ema if ema is not None else model
-        save_model(weights, run / "latest.safetensors", iterations=it, **provenance, **(metrics or {}))
-        _atomic_torch_save(
-            {
-                "iteration": it,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {},
-                "best_psnr": best,
-                "best_iter": history_best_iter,
-                "rng_cpu": torch.get_rng_state(),
-                "config": cfg.to_dict(),
-                "data": data.fingerprint,
-            },
-            state_path,
-        )
+        state = {
+            "iteration": it,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "ema": ema.state_dict() if ema is not None else {},
+            "best_psnr": best,
+            "best_iter": history_best_iter,
+            "rng_cpu": torch.get_rng_state(),
+            "config": cfg.to_dict(),
+            "data": data.fingerprint,
+        }
+        try:
+            _atomic_torch_save(state, state_path)
+            save_model(weights, run / "latest.safetensors", iterations=it, **provenance, **(metrics or {}))
+        except OSError as e:
+            raise TrainingError(f"{run}: could not save the state at iteration {it} ({e.strerror or e})") from None
+
+    if rank == 0 and source == state_path and (run / "metrics.jsonl").exists():
+        # rows logged after the state being resumed were lost with the run: drop them
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get("iter", 0) <= start]
+        if len(kept) != len(lines):
+            with atomic_path(run / "metrics.jsonl") as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
 
     log = (run / "metrics.jsonl").open("a") if rank == 0 else None
     tb = None
