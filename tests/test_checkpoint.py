@@ -89,6 +89,11 @@ def test_convert_cli(tmp_path, golden_state):
     _, meta = read_checkpoint(out)
     assert meta["config"]["embedding_dim"] == 36
     assert same_output(load_model(out), t)
+    before = out.read_bytes()
+    assert main(["convert", str(src), str(out), "--override", "topk=2"]) == 2  # exists: refused, untouched
+    assert out.read_bytes() == before
+    assert main(["convert", str(src), str(out), "--override", "topk=2", "--overwrite"]) == 0
+    assert read_checkpoint(out)[1]["config"]["topk"] == 2
 
 
 class Evil:

@@ -315,3 +315,21 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, small_model):
     for f in written:
         Image.open(f).load()  # every visible output is a whole image
         assert Image.open(f).size == (96, 96)
+
+
+def test_unavailable_device_is_one_line(tmp_path, small_model, capsys):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
+    wanted = ["cuda"] if not torch.cuda.is_available() else []
+    wanted += ["mps"] if not torch.backends.mps.is_available() else []
+    for dev in [*wanted, "cdua", "cpu:x"]:
+        assert main(["upscale", str(img), "-o", str(tmp_path / "o"), "--model", str(small_model), "--device", dev]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--device {dev}" in err.replace("'", ""), err
+    assert not (tmp_path / "o" / "a.png").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("seemore-sr ")

@@ -54,8 +54,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .models.checkpoint import load_checkpoint, save_model
 
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output}: exists (pass --overwrite to replace it)")
     model = load_checkpoint(args.input, **_override_args(args.override))
     out = save_model(model, args.output, converted_from=str(args.input), **getattr(model, "provenance", {}))
     cfg = model.config
@@ -211,7 +215,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     if not args.images and not args.data:
         raise ValueError("give one or more IMAGEs to explain, or --data DIR... for routing statistics")
-    model = load_model(args.model).to(args.device)
+    from .inference.upscaler import resolve_device
+
+    model = load_model(args.model).to(resolve_device(args.device))
     cfg = model.config
     if args.scale is not None and args.scale != cfg.scale:
         raise ValueError(f"{args.model} is an x{cfg.scale} model, but --scale {args.scale} was asked")
@@ -291,7 +297,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="seemore", description="SeemoRe super-resolution")
+    p.add_argument("--version", action="version", version=f"seemore-sr {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("profile", help="parameters, GMACs (and optionally latency) of a model")
@@ -306,9 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_profile)
 
     q = sub.add_parser("convert", help="turn any readable checkpoint into our .safetensors format")
-    q.add_argument("input")
-    q.add_argument("output")
+    q.add_argument("input", help="checkpoint to read (.pth / .pt / .safetensors, the authors' files included)")
+    q.add_argument("output", help="output .safetensors path")
     q.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing output")
     q.set_defaults(func=cmd_convert)
 
     q = sub.add_parser("upscale", help="upscale images, folders or globs")
@@ -388,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ImageError, FileNotFoundError, ValueError, TypeError) as e:
+    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
