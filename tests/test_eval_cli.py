@@ -2,6 +2,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -31,6 +32,12 @@ def test_eval_cli_outputs(tmp_path, capsys):
     assert rows[0]["dataset"] == "Mini" and rows[0]["images"] == "3"
     assert Image.open(imgs / "Mini" / "gray.png").mode == "L"  # gray stays gray
     assert Image.open(imgs / "Mini" / "0.png").size == (45, 48)  # cropped to a multiple of 3
+    # an image too small for the protocol is a per-file error, not a NaN for the whole set
+    Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).save(data / "tiny.png")
+    assert main([*args, "--json", str(js)]) == 1
+    assert "tiny.png" in capsys.readouterr().err and "too small to evaluate" not in js.read_text()
+    out2 = json.loads(js.read_text())
+    assert out2["Mini"]["images"] == 3 and out2["Mini"]["psnr"] == pytest.approx(out["Mini"]["psnr"])
     # a wrong scale is refused before any work
     assert main(["eval", str(model), "--data", str(tmp_path / "Mini"), "--scale", "2", "--no-progress"]) == 2
     assert "x3 model" in capsys.readouterr().err

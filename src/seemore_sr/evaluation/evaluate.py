@@ -104,8 +104,11 @@ def evaluate(
             try:
                 hr = read_image(path)
                 h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
-                if h == 0 or w == 0:
-                    raise ImageError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
+                if min(h, w) - 2 * scale < 11:  # PSNR/SSIM ignore `scale` border pixels; SSIM's window is 11
+                    raise ImageError(
+                        f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small to evaluate at x{scale} "
+                        f"(at least {11 + 2 * scale} pixels a side)"
+                    )
                 hr = np.ascontiguousarray(hr[:h, :w])
                 lr = lr_for(hr, scale, lr_path)
                 if method == "bicubic":
