@@ -117,10 +117,13 @@ def status() -> None:
             print(f"  shipped x{s}: " + ", ".join(f"{d} {ship[d]['psnr']:.3f}" for d in DATASETS))
 
 
-def seemore(*args: str) -> None:
+def seemore(*args: str, log: Path) -> None:
+    """Run a ``seemore`` command; its output is shown and kept in ``log``."""
     cmd = [sys.executable, "-m", "seemore_sr", *args]
     print("+ seemore " + " ".join(args), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    proc = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    log.write_text(f"$ seemore {' '.join(args)}\n{proc.stdout}")
+    print(proc.stdout, end="")
 
 
 def train_branch(run: Path, sets: list[str], threads: int) -> subprocess.Popen:
@@ -137,8 +140,8 @@ def evaluate(run: Path, scale: int) -> dict:
     out = run / "eval.json"
     if not out.exists():
         data = [str(BENCH / d) for d in DATASETS]
-        seemore("eval", str(run / "latest.safetensors"), "--data", *data, "--scale", str(scale), "--no-progress",
-                "--json", str(out))  # fmt: skip
+        seemore("eval", str((run / "latest.safetensors").relative_to(ROOT)), "--data", *data, "--scale", str(scale),
+                "--compare-paper", "--no-progress", "--json", str(out), log=run / "eval.txt")  # fmt: skip
     return json.loads(out.read_text())
 
 
@@ -152,6 +155,7 @@ def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: flo
     if better:
         shutil.copyfile(run / "latest.safetensors", WEIGHTS / f"seemore-tiny-x{scale}.safetensors")
         shutil.copyfile(run / "eval.json", ROOT / "results" / f"bundled-x{scale}.json")
+        shutil.copyfile(run / "eval.txt", ROOT / "results" / f"bundled-x{scale}.txt")
     entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
                  branch_iters=branch_iters, cpu_hours=round(hours, 3), eval=result, shipped=better)  # fmt: skip
     with LEDGER.open("a") as f:
@@ -176,12 +180,13 @@ def branches() -> None:
             sys.exit(f"x2 cool-down failed, see {cool}/train.log")
     finish(cool, 2, t, COOL, base_hours + cpu_hours(cool))
     procs = {}
+    warm = min(50, FINETUNE // 4)
     for s in (3, 4):
         run = RUNS / f"campaign-x{s}-ft-{t}"
         if (run / "latest.safetensors").exists() and _iteration(run) >= FINETUNE:
             continue
         sets = [f"model.scale={s}", f"model.init_from={(cool / 'latest.safetensors').relative_to(ROOT)}",
-                f"train.iterations={FINETUNE}", "train.warmup=50", f"train.decay={FINETUNE - 50}",
+                f"train.iterations={FINETUNE}", f"train.warmup={warm}", f"train.decay={FINETUNE - warm}",
                 f"train.val_every={FINETUNE}"]  # fmt: skip
         procs[s] = (run, train_branch(run, sets, threads=1))  # x3 and x4 side by side, a core each
     for s, (run, proc) in procs.items():
