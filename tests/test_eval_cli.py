@@ -9,7 +9,7 @@ from PIL import Image
 from seemore_sr import create_model, save_model
 from seemore_sr.cli import main
 
-from .conftest import BENCH
+from .conftest import BENCH, ROOT
 
 
 def test_eval_cli_outputs(tmp_path, capsys):
@@ -48,3 +48,11 @@ def test_eval_bicubic_compare_paper(capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "33.673" in out and "33.66" in out
+
+
+def test_paper_table_ships_with_the_package():
+    from seemore_sr.evaluation.evaluate import PAPER_CSV, paper_numbers
+
+    assert PAPER_CSV.is_relative_to(ROOT / "src" / "seemore_sr")
+    assert PAPER_CSV.read_text() == (ROOT.parent / "shared" / "reference" / "paper_results.csv").read_text()
+    assert paper_numbers("SeemoRe-T", 4)["set5"] == {"psnr": 32.31, "ssim": 0.8965}

@@ -26,7 +26,8 @@ from .metrics import psnr, ssim
 
 __all__ = ["DatasetResult", "evaluate", "paper_numbers", "lr_for", "write_json", "write_csv", "PAPER_CSV"]
 
-PAPER_CSV = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "paper_results.csv"
+# The paper's tables (a copy of ../shared/reference/paper_results.csv), shipped as package data.
+PAPER_CSV = Path(__file__).with_name("paper_results.csv")
 
 
 @dataclass
