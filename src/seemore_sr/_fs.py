@@ -8,17 +8,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "remove_stale_parts"]
 
 
 @contextmanager
-def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(dst: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; when the block succeeds, the file is
-    fsynced, given the usual mode (umask) and renamed onto ``dst``; otherwise removed.
-    A reader never sees a half-written ``dst``, and an old ``dst`` survives a crash."""
+    fsynced, given the usual mode (umask) and moved onto ``dst``; otherwise removed.
+    A reader never sees a half-written ``dst``, and an old ``dst`` survives a crash.
+
+    ``replace=False`` never replaces an existing ``dst``: the move is a hard link, which
+    fails atomically with ``FileExistsError`` when ``dst`` appeared meanwhile (another
+    process writing the same output). The temporary name carries the writer's PID, so
+    :func:`remove_stale_parts` can tell a dead run's leftovers from a live run's file.
+    """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".part", dir=dst.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -28,7 +34,37 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, dst)
+        if replace:
+            os.replace(tmp, dst)
+        else:
+            try:
+                os.link(tmp, dst)
+            except OSError as e:
+                if isinstance(e, FileExistsError):
+                    raise
+                if dst.exists():  # a filesystem without hard links: fall back to check-then-rename
+                    raise FileExistsError(f"{dst}: exists") from None
+                os.replace(tmp, dst)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary ``.NAME.PID.*.part`` files of runs that no longer exist."""
+    removed = []
+    for part in Path(folder).glob(".*.part"):
+        bits = part.name.split(".")
+        pid = next((int(b) for b in reversed(bits[:-2]) if b.isdigit()), None)
+        if pid is None or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive: another run is writing it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed

@@ -164,15 +164,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import bundled_weights
-    from .inference.batch import collect_inputs, upscale_files
+    from .inference.batch import collect_inputs, shown, upscale_files
     from .inference.upscaler import Upscaler
 
     model = args.model or f"seemore-tiny-x{args.scale or 4}"
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
         raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
-    files, missing = collect_inputs(args.inputs, args.recursive)
+    files, missing, subdirs = collect_inputs(args.inputs, args.recursive)
     for item, why in missing:
-        print(f"failed: {item}: {why}", file=sys.stderr)
+        print(f"failed: {shown(item)}: {why}", file=sys.stderr)
     tile: int | str = "auto" if args.tile is None else args.tile
     upscaler = Upscaler(
         model,
@@ -193,6 +193,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         existing=existing,
         progress=not args.no_progress,
         log=lambda m: print(m, file=sys.stderr),
+        max_pixels=args.max_pixels,
+        subdirs=subdirs,
     )
     summary.failed[:0] = missing
     print(summary.line())
@@ -343,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = q.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     g.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone")
+    q.add_argument(
+        "--max-pixels",
+        type=int,
+        default=200_000_000,
+        metavar="N",
+        help="refuse inputs with more pixels (decompression-bomb guard; default 200,000,000)",
+    )
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_upscale)
 

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import glob
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .._fs import atomic_path
+from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES
 from .upscaler import Upscaler
 
-__all__ = ["collect_inputs", "output_path", "upscale_files", "Summary", "FORMATS"]
+__all__ = ["collect_inputs", "output_path", "upscale_files", "Summary", "FORMATS", "MAX_PIXELS", "shown"]
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
-Image.MAX_IMAGE_PIXELS = None  # big photos are the point; memory is handled by tiling
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIFs are read (single frame); their output is PNG
+# Our own input limit (pixels; `seemore upscale --max-pixels` raises it). Pillow's bomb guard
+# stays on at the same level, so a file that claims more is refused before it is decoded.
+MAX_PIXELS = 200_000_000
+
+
+def shown(path: object) -> str:
+    """A path as printed in one-line messages: quoted when it holds control characters."""
+    text = str(path)
+    return text if text.isprintable() else ascii(text)
 
 
 @dataclass
@@ -30,18 +41,25 @@ class Summary:
         return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed in {self.seconds:.1f}s"
 
 
-def collect_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders and globs -> ``(image files, [(item, reason)] for items that match nothing)``."""
+def collect_inputs(
+    items: list[str], recursive: bool = False
+) -> tuple[list[Path], list[tuple[str, str]], dict[Path, Path]]:
+    """Files, folders and globs -> ``(image files, [(item, reason)] for items that match
+    nothing, {file: its folder relative to the scanned folder})``; the last lets the output
+    tree mirror the input tree of a recursive scan.
+    """
     files: list[Path] = []
+    subdirs: dict[Path, Path] = {}
     missing: list[tuple[str, str]] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in it if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in it if q.is_file() and q.suffix.lower() in INPUT_SUFFIXES)
             if not found:
                 missing.append((item, "folder holds no images"))
             files += found
+            subdirs.update({q: q.parent.relative_to(p) for q in found})
         elif p.exists():
             files.append(p)
         elif any(ch in item for ch in "*?["):
@@ -53,23 +71,52 @@ def collect_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path
             missing.append((item, "no such file or folder"))
     seen: set[Path] = set()
     unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, missing
+    return unique, missing, {f: subdirs[f] for f in unique if f in subdirs}
 
 
-def output_path(src: Path, outdir: Path, suffix: str, fmt: str | None) -> Path:
-    ext = f".{fmt}" if fmt else src.suffix
-    return outdir / f"{src.stem}{suffix}{ext}"
+def output_format(src: Path, fmt: str | None) -> tuple[str, str]:
+    """``(extension, Pillow format)`` of the output: ``--format``, else the input's, else PNG
+    for inputs we read but do not write (BMP, GIF)."""
+    ext = (fmt or src.suffix.lstrip(".")).lower()
+    if ext in FORMATS:
+        return ext, FORMATS[ext]
+    if fmt:
+        raise ValueError(f"cannot write format {fmt!r}; use --format png/jpg/webp/tiff")
+    return "png", "PNG"
 
 
-def _open(path: Path) -> Image.Image:
+def output_path(src: Path, outdir: Path, suffix: str, fmt: str | None, sub: Path = Path()) -> Path:
+    ext, _ = output_format(src, fmt)
+    return outdir / sub / f"{src.stem}{suffix}.{ext}"
+
+
+def _open(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     try:
         if path.stat().st_size == 0:
             raise ValueError("empty file (0 bytes)")
-        with Image.open(path) as im:
-            im.load()
-            info = dict(im.info)
-            im = ImageOps.exif_transpose(im)
-            im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels  # Pillow's guard at our limit
+            try:
+                with Image.open(path) as im:
+                    if im.width * im.height > max_pixels:
+                        raise ValueError(
+                            f"{im.width}x{im.height} is over the {max_pixels:,} pixel limit "
+                            "(raise it with --max-pixels if the image is real)"
+                        )
+                    if getattr(im, "n_frames", 1) > 1:
+                        raise ValueError(f"animated image ({im.n_frames} frames); only single images are upscaled")
+                    im.load()
+                    info = dict(im.info)
+                    im = ImageOps.exif_transpose(im)
+                    im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"over the {max_pixels:,} pixel limit, a possible decompression bomb ({e}); "
+            "raise the limit with --max-pixels if the image is real"
+        ) from None
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
     except OSError as e:
@@ -82,23 +129,34 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
-def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict) -> None:
+def _icc_space(icc: bytes) -> str | None:
+    """The colour space an ICC profile describes (``RGB``, ``GRAY``, ``CMYK``...), from its header."""
+    return icc[16:20].decode("ascii", "replace").strip() if len(icc) >= 20 else None
+
+
+def _check_format(im: Image.Image, fmt: str) -> None:
+    """Refuse, before any compute, an output format that cannot hold the result."""
+    alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if alpha and fmt == "JPEG":
+        a = im.convert("RGBA").getchannel("A")
+        if a.getextrema() != (255, 255):  # an opaque alpha is dropped, so that is fine
+            raise ValueError("JPEG cannot hold an alpha channel; use --format png or webp")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I") and fmt in ("JPEG", "WEBP"):
+        raise ValueError(f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; use --format png or tiff")
+
+
+def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool) -> None:
     kwargs: dict = {}
-    if "icc_profile" in info and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
-        kwargs["icc_profile"] = info["icc_profile"]
+    icc = info.get("icc_profile")
+    out_space = {"L": "GRAY", "LA": "GRAY", "I;16": "GRAY", "I": "GRAY"}.get(im.mode, "RGB")
+    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF") and _icc_space(icc) == out_space:
+        kwargs["icc_profile"] = icc  # only a profile that describes the pixels written
     if "dpi" in info and fmt in ("PNG", "JPEG", "TIFF"):
         kwargs["dpi"] = info["dpi"]
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = 95
-        if im.mode in ("RGBA", "LA"):
-            raise ValueError("JPEG cannot hold an alpha channel; use --format png or webp")
-        if im.mode == "I;16":
-            raise ValueError("JPEG cannot hold 16-bit images; use --format png or tiff")
-    if fmt == "WEBP":
-        kwargs["quality"] = 95
-        if im.mode == "I;16":
-            raise ValueError("WebP cannot hold 16-bit images; use --format png or tiff")
-    with atomic_path(dst) as tmp:
+    _check_format(im, fmt)
+    with atomic_path(dst, replace=replace) as tmp:
         im.save(tmp, format=fmt, **kwargs)
 
 
@@ -112,9 +170,29 @@ def upscale_files(
     existing: str = "error",  # error | overwrite | skip
     progress: bool = True,
     log=print,
+    max_pixels: int = MAX_PIXELS,
+    subdirs: dict[Path, Path] | None = None,
 ) -> Summary:
+    """Upscale ``files`` into ``outdir`` (mirroring folder scans' subfolders), one line per failure.
+
+    The output folder is checked before any compute; each output's format is checked
+    against its input before the upscale; a file is moved into place only if no other
+    run wrote it meanwhile (unless ``existing="overwrite"``).
+    """
     summary = Summary()
     start = time.perf_counter()
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"-o {shown(outdir)}: is a file, not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"-o {shown(outdir)}: cannot create the output folder ({e.strerror or e})") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise ValueError(f"-o {shown(outdir)}: the output folder is not writable")
+    subdirs = subdirs or {}
+    for folder in {outdir / subdirs.get(f, Path()) for f in files} | {outdir}:
+        if folder.is_dir():
+            remove_stale_parts(folder)  # left by a killed run
     inputs = {f.resolve() for f in files}
     bar = None
     if progress:
@@ -123,10 +201,8 @@ def upscale_files(
         bar = tqdm(total=len(files), unit="img", dynamic_ncols=True)
     for src in files:
         try:
-            out_fmt = FORMATS.get((fmt or src.suffix.lstrip(".")).lower())
-            if out_fmt is None:
-                raise ValueError(f"cannot write format {fmt or src.suffix!r}; use --format png/jpg/webp/tiff")
-            dst = output_path(src, outdir, suffix, fmt)
+            _, out_fmt = output_format(src, fmt)
+            dst = output_path(src, outdir, suffix, fmt, subdirs.get(src, Path()))
             if dst.resolve() in inputs:
                 raise ValueError(f"output {dst} would overwrite an input; choose another -o or a --suffix")
             if dst.exists():
@@ -135,13 +211,22 @@ def upscale_files(
                     continue
                 if existing != "overwrite":
                     raise ValueError(f"output {dst} exists; use --overwrite or --skip-existing")
-            im = _open(src)
+            im = _open(src, max_pixels)
+            _check_format(im, out_fmt)
             out = upscaler(im)
-            _save_atomic(out, dst, out_fmt, im.info)
+            try:
+                _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite")
+            except FileExistsError:
+                if existing == "skip":
+                    summary.skipped.append(src)
+                    continue
+                raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
             summary.done.append(dst)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, MemoryError) as e:
+            if isinstance(e, MemoryError):
+                e = ValueError("out of memory (try a smaller --tile)")
             summary.failed.append((str(src), str(e)))
-            (bar.write if bar else log)(f"failed: {src}: {e}")
+            (bar.write if bar else log)(f"failed: {shown(src)}: {shown(e)}")
         finally:
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,141 @@
+"""seemore upscale's batch rules (issue 13): one bad file never stops a batch, outputs are
+checked before compute, nothing is lost or silently changed. A stand-in upscaler (2x
+nearest) keeps these fast; the real network's paths are in test_upscale.py."""
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seemore_sr.cli import main
+from seemore_sr.inference.batch import collect_inputs, upscale_files
+
+
+class Twice:
+    def __init__(self, fail_on=None, during=None):
+        self.calls, self.fail_on, self.during = [], fail_on, during
+
+    def __call__(self, im):
+        self.calls.append(im.size)
+        if self.fail_on is not None and len(self.calls) == self.fail_on:
+            raise MemoryError
+        if self.during:
+            self.during()
+        return im.resize((im.width * 2, im.height * 2), Image.NEAREST)
+
+
+def png(path, size=(12, 10), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    shape = (size[1], size[0]) + ((len(mode),) if len(mode) > 1 else ())
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
+    return path
+
+
+def bomb(path, w=100_000, h=100_000):
+    """A valid PNG whose header claims w x h pixels."""
+    png(path, (4, 4))
+    data = bytearray(path.read_bytes())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", w, h)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_recursive_scan_mirrors_the_tree(tmp_path):
+    png(tmp_path / "in" / "a" / "x.png")
+    png(tmp_path / "in" / "b" / "x.png", (8, 8))
+    files, missing, subdirs = collect_inputs([str(tmp_path / "in")], recursive=True)
+    s = upscale_files(Twice(), files, tmp_path / "out", progress=False, existing="overwrite", subdirs=subdirs)
+    assert len(s.done) == 2 and not missing
+    assert Image.open(tmp_path / "out" / "a" / "x.png").size == (24, 20)
+    assert Image.open(tmp_path / "out" / "b" / "x.png").size == (16, 16)
+
+
+def test_bomb_and_pixel_limit_do_not_stop_the_batch(tmp_path):
+    files = [bomb(tmp_path / "bomb.png"), png(tmp_path / "big.png", (40, 40)), png(tmp_path / "good.png")]
+    up = Twice()
+    s = upscale_files(up, files, tmp_path / "out", progress=False, max_pixels=1000)
+    failed = dict(s.failed)
+    assert "pixel limit" in failed[str(files[0])] and "pixel limit" in failed[str(files[1])]
+    assert [p.name for p in s.done] == ["good.png"] and up.calls == [(12, 10)]
+    s = upscale_files(Twice(), files[1:2], tmp_path / "out2", progress=False, max_pixels=2000)  # raised: fine
+    assert len(s.done) == 1
+
+
+def test_memory_error_and_forged_names_are_one_line(tmp_path, capsys):
+    odd = tmp_path / "a\nfailed: forged.png"
+    odd.write_bytes(b"not an image")
+    files = [png(tmp_path / "1.png"), odd, png(tmp_path / "2.png")]
+    lines = []
+    s = upscale_files(Twice(fail_on=1), files, tmp_path / "out", progress=False, log=lines.append)
+    assert "out of memory" in dict(s.failed)[str(files[0])] and [p.name for p in s.done] == ["2.png"]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert not any(line.startswith("failed: forged") for line in "\n".join(lines).splitlines())
+
+
+def test_output_checked_before_compute(tmp_path, capsys):
+    rgba = png(tmp_path / "rgba.png", mode="RGBA")
+    up = Twice()
+    s = upscale_files(up, [rgba], tmp_path / "out", fmt="jpg", progress=False)
+    assert "JPEG cannot hold an alpha" in s.failed[0][1] and up.calls == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        upscale_files(up, [rgba], tmp_path / "file", progress=False)
+    assert main(["upscale", str(rgba), "-o", str(tmp_path / "file"), "--model", "seemore-tiny-x2"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_gif_bmp_and_animation(tmp_path):
+    frames = [Image.new("RGB", (10, 8), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (10, 8), "red").save(tmp_path / "still.gif")
+    Image.new("RGB", (10, 8), "blue").save(tmp_path / "pic.bmp")
+    files, _, _ = collect_inputs([str(tmp_path)])
+    assert {f.name for f in files} == {"anim.gif", "still.gif", "pic.bmp"}  # nothing skipped silently
+    s = upscale_files(Twice(), files, tmp_path / "out", progress=False)
+    assert "animated image (3 frames)" in dict(s.failed)[str(tmp_path / "anim.gif")]
+    assert sorted(p.name for p in s.done) == ["pic.png", "still.png"]
+
+
+def test_icc_profile_only_when_it_matches(tmp_path):
+    cmyk_icc = b"\0" * 16 + b"CMYK" + b"\0" * 108
+    rgb_icc = b"\0" * 16 + b"RGB " + b"\0" * 108
+    Image.new("CMYK", (10, 8), (0, 50, 100, 0)).save(tmp_path / "c.jpg", icc_profile=cmyk_icc)
+    Image.new("RGB", (10, 8), "red").save(tmp_path / "r.jpg", icc_profile=rgb_icc)
+
+    class ToRGB(Twice):
+        def __call__(self, im):
+            return super().__call__(im.convert("RGB"))
+
+    s = upscale_files(ToRGB(), [tmp_path / "c.jpg", tmp_path / "r.jpg"], tmp_path / "out", progress=False)
+    assert len(s.done) == 2
+    assert "icc_profile" not in Image.open(tmp_path / "out" / "c.jpg").info  # RGB pixels, CMYK profile: dropped
+    assert Image.open(tmp_path / "out" / "r.jpg").info["icc_profile"] == rgb_icc
+
+
+def test_stale_parts_removed_and_concurrent_writers_do_not_clobber(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".x.png.{dead.stdout.strip()}.abc123.part"
+    live = out / f".y.png.{os.getppid()}.abc123.part"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    src = png(tmp_path / "x.png")
+
+    def other_run_wins():
+        (out / "x.png").write_bytes(b"the other run's output")
+
+    s = upscale_files(Twice(during=other_run_wins), [src], out, progress=False)
+    assert not stale.exists() and live.exists()
+    assert "another run" in s.failed[0][1] and not s.done
+    assert (out / "x.png").read_bytes() == b"the other run's output"
+    assert not list(out.glob(f".x.png.{os.getpid()}.*.part"))  # our temporary file is gone too
