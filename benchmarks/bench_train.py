@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 
 import torch
 
 from seemore_sr import create_model
+from seemore_sr.bench import cpu_description
 from seemore_sr.training.trainer import sr_loss
 
 
@@ -36,8 +35,8 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data/train/T91", help="folder for the data-pipeline timing")
     args = p.parse_args()
     dev = torch.device(args.device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-    print(f"# {name}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_description()
+    print(f"# {name}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ Pause the campaign first (``scripts/campaign.sh pause``): the numbers need a qui
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -21,17 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from seemore_sr import create_model
+from seemore_sr.bench import cpu_description
 from seemore_sr.data.paired import PairedImages
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def step(model, opt, ema, data, it, batch, phases, channels_last=False):
@@ -75,7 +65,7 @@ def main() -> None:
     p.add_argument("--ops", type=int, default=0, help="also list the profiler's top N ops")
     p.add_argument("--channels-last", action="store_true", help="model and input channels_last (the campaign's)")
     args = p.parse_args()
-    print(f"# {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"# {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for s in args.scales:
         torch.manual_seed(0)
         model = create_model(f"seemore-tiny-x{s}").train()

@@ -105,11 +105,12 @@ def status() -> None:
     if val:
         v = val[-1]
         print(f"  latest validation (EMA weights, Set5, monitoring only): {v['val_psnr']:.3f} dB at {v['iter']}")
-    for e in ledger()[-6:]:
+    for e in ledger()[-8:]:
+        what = f"trunk {e['weights']} weights" if e.get("kind") == "trunk" else f"branch x{e['scale']}"
         print(
-            f"  branch x{e['scale']} from trunk {e['trunk_iter']} (+{e['branch_iters']}): "
-            + ", ".join(f"{d} {e['eval'][d]['psnr']:.3f}" for d in DATASETS)
-            + (" -> shipped" if e["shipped"] else " (not shipped)")
+            f"  {what} at trunk {e['trunk_iter']} (+{e['branch_iters']}): "
+            + ", ".join(f"{d} {e['eval'][d]['psnr']:.3f}" for d in DATASETS if d in e["eval"])
+            + (" -> shipped" if e["shipped"] else "")
         )
     for s in (2, 3, 4):
         ship = shipped(s)
@@ -168,9 +169,41 @@ def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: flo
     )
 
 
+def trunk_snapshots(t: int) -> None:
+    """Evaluate the trunk itself at iteration ``t``, raw weights and EMA, on Set5 and B100:
+    with the cool-down branch this compares the schedule's three candidates at one point."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from seemore_sr import create_model, save_model
+
+    if any(e.get("kind") == "trunk" and e["trunk_iter"] == t for e in ledger()):
+        return
+    state = torch.load(TRUNK / "state.pt", map_location="cpu", weights_only=True)
+    for kind in ("model", "ema"):
+        if not state[kind]:
+            continue
+        run = RUNS / f"campaign-x2-trunk-{t}-{'raw' if kind == 'model' else 'ema'}"
+        run.mkdir(parents=True, exist_ok=True)
+        model = create_model("seemore-tiny-x2")
+        model.load_state_dict(state[kind])
+        save_model(model, run / "latest.safetensors", iterations=trunk_offset() + t)
+        out = run / "eval.json"
+        data = [str(BENCH / d) for d in ("Set5", "B100")]
+        seemore("eval", str((run / "latest.safetensors").relative_to(ROOT)), "--data", *data, "--scale", "2",
+                "--no-progress", "--json", str(out), log=run / "eval.txt")  # fmt: skip
+        (run / "latest.safetensors").unlink()
+        entry = dict(run=run.name, kind="trunk", weights=kind, scale=2, trunk_iter=t, x2_iters=trunk_offset() + t,
+                     branch_iters=0, eval=json.loads(out.read_text()), shipped=False)  # fmt: skip
+        with LEDGER.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
 def branches() -> None:
     t = trunk_iteration()
     base_hours = cpu_hours(PRE) + cpu_hours(TRUNK)
+    if os.environ.get("SNAPSHOTS", "1") == "1":
+        trunk_snapshots(t)
     cool = RUNS / f"campaign-x2-cool-{t}"
     end = t + COOL
     if not (cool / "latest.safetensors").exists() or _iteration(cool) < end:
@@ -253,7 +286,7 @@ def plot(out: Path) -> None:
             ax.plot([p[xi] for p in trunk_pts], [p[2] for p in trunk_pts], ".-", color="C0", alpha=0.5,
                     label="x2 trunk (EMA, constant lr)")  # fmt: skip
         for e in ledger():
-            if e["scale"] not in (2, 4):
+            if e["scale"] not in (2, 4) or e.get("kind") == "trunk":
                 continue
             x = e["x2_iters"] + e["branch_iters"] if xi == 0 else e["cpu_hours"]
             ax.plot([x], [e["eval"]["Set5"]["psnr"]], "*" if e["shipped"] else "x", ms=11,

@@ -8,7 +8,30 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["measure", "time_call"]
+__all__ = ["cpu_description", "measure", "time_call"]
+
+
+def cpu_description() -> str:
+    """The CPU model and the flags that decide precision on it (the machines change between sessions)."""
+    import os
+    import platform
+
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info:
+        name += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    flags = set(info.get("flags", "").split())
+    have = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} CPUs, {' '.join(have) or 'no avx512'}"
 
 
 def _sync(device: torch.device) -> None:
