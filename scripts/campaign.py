@@ -256,6 +256,10 @@ def adopt(folder: Path) -> None:
     print(f"trunk now at iteration {new} (GPU-minutes so far: {gpu_minutes(TRUNK):.1f})")
 
 
+def last_iter(run: str) -> int:
+    return max((r["iter"] for r in rows(RUNS / run)), default=0)
+
+
 def plot(out: Path) -> None:
     import matplotlib
 
@@ -279,12 +283,28 @@ def plot(out: Path) -> None:
             last = r["iter"]
         elif "val_psnr" in r:
             trunk_pts.append((off + r["iter"], acc, r["val_psnr"]))
+    # the first x4 weights: fine-tuned from the 2000-iteration x2 in four stages (scripts/train_bundled.sh)
+    x4_pts, it4, h4 = [], off, pre_hours
+    for stage in ("tiny-x4", "tiny-x4-stage2", "tiny-x4-stage3", "tiny-x4-stage4"):
+        last = 0
+        for r in rows(RUNS / stage):
+            if "val_psnr" in r:
+                x4_pts.append((it4 + r["iter"], h4 + cpu_hours(RUNS / stage) * r["iter"] / max(last_iter(stage), 1),
+                               r["val_psnr"]))  # fmt: skip
+            last = max(last, r["iter"])
+        it4, h4 = it4 + last, h4 + cpu_hours(RUNS / stage)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, xi, xlabel in ((axes[0], 0, "x2 training iterations (batch 16)"), (axes[1], 1, "CPU-hours (all scales)")):
+    for ax, xi, xlabel in (
+        (axes[0], 0, "x2 training iterations (batch 16)"),
+        (axes[1], 1, "CPU-hours behind the weights (x2, then the scale's fine-tunes)"),
+    ):
         ax.plot([p[xi] for p in series[2]], [p[2] for p in series[2]], "o-", color="C0", label="x2 (initial run)")
         if trunk_pts:
             ax.plot([p[xi] for p in trunk_pts], [p[2] for p in trunk_pts], ".-", color="C0", alpha=0.5,
                     label="x2 trunk (EMA, constant lr)")  # fmt: skip
+        if x4_pts:
+            ax.plot([p[xi] for p in x4_pts], [p[2] for p in x4_pts], "o-", color="C3",
+                    label="x4 (first fine-tunes from x2 at 2000)")  # fmt: skip
         for e in ledger():
             if e["scale"] not in (2, 4) or e.get("kind") == "trunk":
                 continue
@@ -298,7 +318,8 @@ def plot(out: Path) -> None:
         ax.plot([], [], "*", color="gray", ms=11, label="branch (shipped); x = not shipped; red = x4")
         ax.set(xlabel=xlabel, ylabel="Set5 PSNR (Y, dB)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_xlabel("training iterations (x2, then the scale's own fine-tune; batch 16)")
+    axes[1].legend(fontsize=7, loc="center right")
     fig.suptitle("SeemoRe-T training campaign on 2-core CPUs: Set5 PSNR (monitoring; shipping needs Set5 and B100)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
