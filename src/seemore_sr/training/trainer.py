@@ -190,15 +190,17 @@ def plot_curves(run: Path) -> Path | None:
 class _Stop:
     """Whether the run should stop cleanly now: a SIGTERM arrived or the time limit passed.
 
-    The handler is installed only in a single-process run on the main thread (under
-    torchrun every rank must stop at the same step); ``restore`` puts the previous one back.
-    The time limit counts from ``start()``, the first training step.
+    Both act only in a single-process run (under torchrun every rank must stop at the
+    same step), the handler only on the main thread; ``restore`` puts the previous one
+    back. The time limit counts from ``start()``, the first training step.
     """
 
     def __init__(self, time_limit: float | None) -> None:
-        self.signalled, self.time_limit, self.deadline = False, time_limit, math.inf
+        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        self.signalled, self.deadline = False, math.inf
+        self.time_limit = time_limit if single else None
         self.previous = None
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1 and threading.current_thread() is threading.main_thread():
+        if single and threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._on_term)
 
     def _on_term(self, *_: object) -> None:
