@@ -85,7 +85,7 @@ def test_eval_reports_problems_and_continues(tmp_path):
     res = evaluate("bicubic", [tmp_path / "good", tmp_path / "empty", tmp_path / "missing"], 2,
                    progress=False, log=msgs.append)  # fmt: skip
     assert res[0].summary()["images"] == 1
-    assert any("tiny.png" in m and "smaller than the scale" in m for m in msgs)
+    assert any("tiny.png" in m and "too small to evaluate" in m for m in msgs)
     assert any("broken.png" in m for m in msgs)
     assert res[1].errors and "no images" in res[1].errors[0]
     assert res[2].errors and "no such folder" in res[2].errors[0]
