@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
