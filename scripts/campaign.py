@@ -42,31 +42,41 @@ def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def cpu_hours(run: Path, threads: int = 2) -> float:
-    """CPU time from the log: ``cpu_s`` where logged, else wall time x threads; GPU rows excluded."""
-    total, last = 0.0, 0
+def costs(run: Path, threads: int = 2):
+    """Each log row with the CPU-seconds and GPU-seconds of the iterations it closes.
+
+    CPU time is ``cpu_s`` where logged, else wall time x threads (the first runs' rows);
+    rows trained on a GPU (``device == "cuda"``) count as GPU wall time only.
+    """
+    last = 0
     for r in rows(run):
-        if "loss" not in r:
-            continue
-        if r.get("device") == "cuda":
-            pass
-        elif "cpu_s" in r:
-            total += r["cpu_s"]
-        else:
-            total += (r["iter"] - last) / r["it_s"] * threads
-        last = r["iter"]
-    return total / 3600
+        cpu = gpu = 0.0
+        if "loss" in r:
+            wall = (r["iter"] - last) / r["it_s"]
+            if r.get("device") == "cuda":
+                gpu = wall
+            else:
+                cpu = r.get("cpu_s", wall * threads)
+            last = r["iter"]
+        yield r, cpu, gpu
+
+
+def cpu_hours(run: Path) -> float:
+    return sum(cpu for _, cpu, _ in costs(run)) / 3600
 
 
 def gpu_minutes(run: Path) -> float:
-    """Wall time of the log rows trained on a GPU (``device == "cuda"``)."""
-    total, last = 0.0, 0
-    for r in rows(run):
-        if "loss" in r:
-            if r.get("device") == "cuda":
-                total += (r["iter"] - last) / r["it_s"]
-            last = r["iter"]
-    return total / 60
+    return sum(gpu for _, _, gpu in costs(run)) / 60
+
+
+def val_points(run: Path, iter_offset: int, hours_offset: float) -> list[tuple[int, float, float]]:
+    """``(iterations, CPU-hours so far, Set5 PSNR)`` at each validation logged by ``run``."""
+    points, hours = [], hours_offset
+    for r, cpu, _ in costs(run):
+        hours += cpu / 3600
+        if "val_psnr" in r:
+            points.append((iter_offset + r["iter"], hours, r["val_psnr"]))
+    return points
 
 
 def trunk_offset() -> int:
@@ -271,34 +281,19 @@ def plot(out: Path) -> None:
 
     bic = {s: json.loads((ROOT / "results" / f"bicubic-x{s}.json").read_text())["Set5"]["psnr"] for s in (2, 4)}
     off = trunk_offset()
-    series = {2: [], 4: []}  # (iterations, cpu-hours, psnr, label)
-    pre_hours = cpu_hours(PRE)
-    pre_val = [r for r in rows(PRE) if "val_psnr" in r]
-    for r in pre_val:
-        series[2].append((r["iter"], pre_hours * r["iter"] / max(off, 1), r["val_psnr"], "x2 run"))
-    acc, last, trunk_pts = pre_hours, 0, []
-    for r in rows(TRUNK):
-        if "loss" in r:
-            acc += r.get("cpu_s", (r["iter"] - last) / r["it_s"] * 2) / 3600
-            last = r["iter"]
-        elif "val_psnr" in r:
-            trunk_pts.append((off + r["iter"], acc, r["val_psnr"]))
+    pre_pts = val_points(PRE, 0, 0.0)
+    trunk_pts = val_points(TRUNK, off, cpu_hours(PRE))
     # the first x4 weights: fine-tuned from the 2000-iteration x2 in four stages (scripts/train_bundled.sh)
-    x4_pts, it4, h4 = [], off, pre_hours
+    x4_pts, it4, h4 = [], off, cpu_hours(PRE)
     for stage in ("tiny-x4", "tiny-x4-stage2", "tiny-x4-stage3", "tiny-x4-stage4"):
-        last = 0
-        for r in rows(RUNS / stage):
-            if "val_psnr" in r:
-                x4_pts.append((it4 + r["iter"], h4 + cpu_hours(RUNS / stage) * r["iter"] / max(last_iter(stage), 1),
-                               r["val_psnr"]))  # fmt: skip
-            last = max(last, r["iter"])
-        it4, h4 = it4 + last, h4 + cpu_hours(RUNS / stage)
+        x4_pts += val_points(RUNS / stage, it4, h4)
+        it4, h4 = it4 + last_iter(stage), h4 + cpu_hours(RUNS / stage)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, xi, xlabel in (
         (axes[0], 0, "x2 training iterations (batch 16)"),
         (axes[1], 1, "CPU-hours behind the weights (x2, then the scale's fine-tunes)"),
     ):
-        ax.plot([p[xi] for p in series[2]], [p[2] for p in series[2]], "o-", color="C0", label="x2 (initial run)")
+        ax.plot([p[xi] for p in pre_pts], [p[2] for p in pre_pts], "o-", color="C0", label="x2 (initial run)")
         if trunk_pts:
             ax.plot([p[xi] for p in trunk_pts], [p[2] for p in trunk_pts], ".-", color="C0", alpha=0.5,
                     label="x2 trunk (EMA, constant lr)")  # fmt: skip

@@ -23,6 +23,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def routing_figure(counts: np.ndarray, ranks: list[int], path: str | Path, title: str) -> Path:
     """Stacked bars: for each MoRE layer (depth), the share of images that chose each expert."""
     plt = _plt()
@@ -42,12 +51,7 @@ def routing_figure(counts: np.ndarray, ranks: list[int], path: str | Path, title
     ax.set(xlabel="MoRE layer (residual group, input side first)", ylabel="share of images", title=title,
            xticks=depth, ylim=(0, 1))  # fmt: skip
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="chosen expert")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=110)
 
 
 def _rgb(t: Tensor) -> np.ndarray:
@@ -119,9 +123,4 @@ def image_figure(cap: Capture, path: str | Path, title: str = "") -> Path:
         "row 3: mean |activation| over channels",
         fontsize=10,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=90)

@@ -435,9 +435,10 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
                     val_ssim=metrics["ssim"],
                     **provenance,
                 )
-        if done % t.ckpt_every == 0 or done == end or stopping():
+        stop_now = stopping()  # read once: a SIGTERM between two reads would skip the save
+        if done % t.ckpt_every == 0 or done == end or stop_now:
             save(done, {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else None)
-        if stopping():
+        if stop_now:
             if rank == 0:
                 why = "SIGTERM" if stopping.signalled else "time limit"
                 print(f"train: stopped at iteration {done} ({why}); state saved, rerun to resume", flush=True)
