@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,3 +294,39 @@ def test_device_train_script_continues_the_trunk(tmp_path, data):
     env["DATA"] = str(tmp_path / "nowhere")
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh")], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "pack_devdata" in proc.stderr
+
+
+def test_device_train_script_makes_the_branches(tmp_path):
+    """With COOL_S, scripts/device_train.sh also cools x2 from the trunk's new state and fine-tunes
+    x3 and x4 from the cooled weights, each packed as a tar of its run folder (weights, log)."""
+    import tarfile
+
+    from seemore_sr import load_model
+
+    big = tmp_path / "big"  # x4 needs HR of 4 x 16px (the smallest patch)
+    big.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (72, 76, 3), dtype=np.uint8)).save(big / f"{i}.png")
+    run = tmp_path / "runs" / "campaign-x2"
+    trunk = ["data.patch_size=16", "train.batch_size=2", "train.threads=1", f"data.train=[{big}]",
+             "data.val=null", "model.init_from=null"]  # fmt: skip
+    train(load_config("cpu-trunk", trunk), run, progress=False, stop_after=2)
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks")
+    (tmp_path / "runs" / "tiny-x2").mkdir()  # the recipe's init_from, checked on every start
+    save_model(create_model("seemore-tiny-x2"), tmp_path / "runs" / "tiny-x2" / "latest.safetensors")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "RUN": str(run), "DATA": str(big), "MINUTES": "0.005",
+           "COOL_S": "0.5", "BATCH": "2", "PATCH": "16", "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "device_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    t = torch.load(out / "state.pt", weights_only=True)["iteration"]
+    for name, scale in (("cool", 2), ("x3", 3), ("x4", 4)):
+        dest = tmp_path / "unpacked" / name
+        with tarfile.open(out / f"{name}.tar") as tar:
+            assert not any(m.name.endswith("state.pt") for m in tar.getmembers())
+            tar.extractall(dest, filter="data")
+        (folder,) = dest.iterdir()
+        assert folder.name == (f"campaign-x2-cool-{t}" if scale == 2 else f"campaign-x{scale}-ft-{t}")
+        assert load_model(folder / "latest.safetensors").config.scale == scale
