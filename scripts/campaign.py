@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +43,14 @@ def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def costs(run: Path, threads: int = 2):
+def costs(run: Path, threads: int = 2, start: int = 0):
     """Each log row with the CPU-seconds and GPU-seconds of the iterations it closes.
 
     CPU time is ``cpu_s`` where logged, else wall time x threads (the first runs' rows);
-    rows trained on a GPU (``device == "cuda"``) count as GPU wall time only.
+    rows trained on a GPU (``device == "cuda"``) count as GPU wall time only. ``start``: the
+    iteration the run began at (a branch's trunk iteration).
     """
-    last = 0
+    last = start
     for r in rows(run):
         cpu = gpu = 0.0
         if "loss" in r:
@@ -61,12 +63,12 @@ def costs(run: Path, threads: int = 2):
         yield r, cpu, gpu
 
 
-def cpu_hours(run: Path) -> float:
-    return sum(cpu for _, cpu, _ in costs(run)) / 3600
+def cpu_hours(run: Path, start: int = 0) -> float:
+    return sum(cpu for _, cpu, _ in costs(run, start=start)) / 3600
 
 
-def gpu_minutes(run: Path) -> float:
-    return sum(gpu for _, _, gpu in costs(run)) / 60
+def gpu_minutes(run: Path, start: int = 0) -> float:
+    return sum(gpu for _, _, gpu in costs(run, start=start)) / 60
 
 
 def val_points(run: Path, iter_offset: int, hours_offset: float) -> list[tuple[int, float, float]]:
@@ -156,7 +158,7 @@ def evaluate(run: Path, scale: int) -> dict:
     return json.loads(out.read_text())
 
 
-def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float) -> None:
+def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float, gpu: float = 0.0) -> None:
     """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it."""
     if any(e["run"] == run.name for e in ledger()):
         return
@@ -168,7 +170,8 @@ def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: flo
         shutil.copyfile(run / "eval.json", ROOT / "results" / f"bundled-x{scale}.json")
         shutil.copyfile(run / "eval.txt", ROOT / "results" / f"bundled-x{scale}.txt")
     entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
-                 branch_iters=branch_iters, cpu_hours=round(hours, 3), eval=result, shipped=better)  # fmt: skip
+                 branch_iters=branch_iters, cpu_hours=round(hours, 3), gpu_minutes=round(gpu, 2), eval=result,
+                 shipped=better)  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
     (run / "state.pt").unlink(missing_ok=True)  # only the trunk's state stays in the tree
@@ -221,7 +224,7 @@ def branches() -> None:
                 f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
         if train_branch(cool, sets, threads=2).wait():
             sys.exit(f"x2 cool-down failed, see {cool}/train.log")
-    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool))
+    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t))
     procs = {}
     warm = min(50, FINETUNE // 4)
     for s in (3, 4):
@@ -237,7 +240,7 @@ def branches() -> None:
             sys.exit(f"x{s} fine-tune failed, see {run}/train.log")
     for s in (3, 4):
         run = RUNS / f"campaign-x{s}-ft-{t}"
-        finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool) + cpu_hours(run))
+        finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run))
     # The tree must stay small enough to travel to a GPU with the packed training set
     # (64 MiB): a branch keeps its log, eval and ledger entry; shipped weights live in the package.
     for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in (3, 4))):
@@ -263,7 +266,31 @@ def adopt(folder: Path) -> None:
         sys.exit(f"{folder}: state at iteration {new} is not ahead of the trunk's {trunk_iteration()}")
     for name in ("state.pt", "latest.safetensors", "metrics.jsonl"):
         shutil.copyfile(folder / name, TRUNK / name)
+    if (folder / "train.log").exists():  # the device's own log: GPU, options benchmark, branch commands
+        shutil.copyfile(folder / "train.log", TRUNK / f"device-{new}.log")
     print(f"trunk now at iteration {new} (GPU-minutes so far: {gpu_minutes(TRUNK):.1f})")
+    # The branches the device made from that state (device_train.sh with COOL_S): unpacked
+    # into runs/, evaluated here and shipped if better, like the CPU's own (branches()).
+    tars = [folder / f"{name}.tar" for name in ("cool", "x3", "x4") if (folder / f"{name}.tar").exists()]
+    if not tars:
+        return
+    if os.environ.get("SNAPSHOTS", "1") == "1":
+        trunk_snapshots(new)
+    base_hours, base_gpu = cpu_hours(PRE) + cpu_hours(TRUNK), gpu_minutes(TRUNK)
+    for tar in tars:
+        with tarfile.open(tar) as t:
+            (name,) = {Path(m.name).parts[0] for m in t.getmembers()}
+            t.extractall(RUNS, filter="data")
+        run = RUNS / name
+        scale = 2 if tar.stem == "cool" else int(tar.stem[1])
+        start = new if scale == 2 else 0
+        done = _iteration(run) - start
+        hours, gpu = cpu_hours(run, start), gpu_minutes(run, start)
+        finish(run, scale, new, done, base_hours + hours, base_gpu + gpu)
+        if scale == 2:  # the fine-tunes start from the cooled x2: they cost it too
+            base_hours, base_gpu = base_hours + hours, base_gpu + gpu
+        for f in run.glob("*.safetensors"):
+            f.unlink()
 
 
 def last_iter(run: str) -> int:

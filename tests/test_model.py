@@ -90,6 +90,26 @@ def test_train_mode_matches_dense_gradients():
         assert torch.allclose(ga, b.grad, atol=1e-6), name
 
 
+def test_bf16_autocast_training_step_with_split_routing():
+    """Mixed precision (bf16 autocast) through the sparse expert path, where only some images of
+    a batch take an expert (gather / index_add): the gate's fp32 weights must not leak into a
+    bf16 sum (a bf16 benchmark on the GPU failed there)."""
+    torch.manual_seed(0)
+    model = SeemoRe(tiny_cfg(num_layers=2)).train()
+    x = torch.rand(6, 3, 16, 16)
+    for group in model.body:  # image i prefers expert i mod 3: some experts take some images, not all
+        gate = group.local_block.block.moe_layer.gate
+        gate.register_forward_hook(lambda m, i, out: out + 50 * torch.eye(3)[torch.arange(len(out)) % 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+        (y.float() ** 2).mean().backward()
+        layer = MoELayer(8, [2, 3, 4], topk=1)  # bf16 features (CUDA's autocast), fp32 routing weights
+        routing = (torch.ones(6, 1), (torch.arange(6) % 3).view(6, 1))
+        out = layer(x[:, :1].expand(6, 8, 16, 16).bfloat16(), torch.rand(6, 8, 16, 16), routing)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_channels_last_training_matches_nchw(shuffle):
     """The campaign trains channels_last: its LayerNorm and shuffle take layout-keeping

@@ -180,6 +180,30 @@ def test_resume_refuses_other_architecture_or_data(tmp_path, data):
     assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 3
 
 
+def test_resume_with_a_patch_that_skips_other_images(tmp_path, data):
+    """The data fingerprint counts every image found, so a patch size that skips more or fewer
+    small images is no data change (the GPU's 64px patches skip images the CPU's 48px keep);
+    a state written with the older, patch-dependent fingerprint still resumes."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in sorted((data / "train").iterdir()):
+        (mixed / f.name).write_bytes(f.read_bytes())
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(mixed / "small.png")  # LR 20px
+    run = tmp_path / "run"
+    base = {"data.train": f"[{mixed}]", "data.skip_small": True}
+    train(load_config(None, sets(data, **base, **{"train.iterations": 2})), run, progress=False)
+    train(load_config(None, sets(data, **base, **{"data.patch_size": 24, "train.iterations": 3})), run, progress=False)
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["iteration"] == 3 and state["data"].startswith("5 images")
+    from seemore_sr.data.paired import PairedImages
+
+    state["data"] = PairedImages([mixed], 2, 24, skip_small=True).fingerprint_at(24)  # as older states had it
+    assert state["data"].startswith("4 images")
+    torch.save(state, run / "state.pt")
+    train(load_config(None, sets(data, **base, **{"train.iterations": 4})), run, progress=False)
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == 4
+
+
 def test_wsd_schedule():
     t = load_config(None, ["train.schedule=wsd", "train.lr=1e-3", "train.iterations=100", "train.warmup=10",
                            "train.decay=20"]).train  # fmt: skip

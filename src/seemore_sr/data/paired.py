@@ -74,12 +74,14 @@ class PairedImages:
         start = time.perf_counter()
         files = [p for f in folders for p in find_pairs(Path(f), scale)]
         self.pairs: list[_Pair] = []
+        self._sizes: list[tuple[int, int]] = []  # (shorter LR side, HR pixels) of every image found
         small = []
         for hr, lr in files:
             try:
                 pair = load_pair(hr, lr, scale)
             except ImageError as e:
                 raise DataError(str(e)) from None
+            self._sizes.append((min(pair.lr.shape[:2]), pair.hr.shape[0] * pair.hr.shape[1]))
             if min(pair.lr.shape[:2]) < patch_size:
                 small.append(f"{hr} ({pair.lr.shape[1]}x{pair.lr.shape[0]} LR)")
                 continue
@@ -96,8 +98,15 @@ class PairedImages:
 
     @property
     def fingerprint(self) -> str:
-        """What identifies the training set wherever it lies: image count and HR pixels."""
-        return f"{len(self.pairs)} images, {sum(p.hr.shape[0] * p.hr.shape[1] for p in self.pairs)} HR pixels"
+        """What identifies the training set wherever it lies and whatever the patch size: the
+        count and HR pixels of every image found, those skipped as too small included."""
+        return self.fingerprint_at(0)
+
+    def fingerprint_at(self, patch_size: int) -> str:
+        """The fingerprint of the images a patch of ``patch_size`` keeps: how states written
+        before the patch-independent fingerprint recorded it, at their own patch size."""
+        kept = [px for side, px in self._sizes if side >= patch_size]
+        return f"{len(kept)} images, {sum(kept)} HR pixels"
 
     def __len__(self) -> int:
         return len(self.pairs)

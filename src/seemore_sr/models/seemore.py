@@ -224,7 +224,7 @@ class MoELayer(nn.Module):
                 out = out + expert(x, k) * w
                 continue
             w = (weights[rows] * hit[rows]).sum(1).view(-1, 1, 1, 1)
-            out = out.index_add(0, rows, expert(x[rows], k[rows]) * w)
+            out = out.index_add(0, rows, (expert(x[rows], k[rows]) * w).to(out.dtype))  # autocast: w is fp32
         return out
 
 

@@ -89,7 +89,8 @@ def _what_changed(state: dict, cfg: TrainConfig, data: PairedImages) -> list[str
     """
     old = state["config"]
     changed = [f"model.{k}" for k in ("variant", "scale") if old["model"].get(k) != getattr(cfg.model, k)]
-    if state.get("data", data.fingerprint) != data.fingerprint:
+    known = {data.fingerprint, data.fingerprint_at(old["data"].get("patch_size", 0))}  # the latter: older states
+    if state.get("data", data.fingerprint) not in known:
         changed.append(f"data.train ({state['data']} before, {data.fingerprint} now)")
     return changed
 
