@@ -34,6 +34,8 @@ __all__ = [
     "build_from_state_dict",
     "load_checkpoint",
     "save_model",
+    "LIMITS",
+    "check_limits",
 ]
 
 FORMAT = "seemore-sr"
@@ -81,7 +83,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     with path.open("rb") as f:
-        head = f.read(16)
+        head = f.read(256)
+    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head)):
+        raise CheckpointError(
+            f"{path}: an ONNX model (as `seemore export` writes), not a checkpoint; run it with onnxruntime, "
+            "or give the .safetensors / .pth it was exported from"
+        )
     meta: dict[str, object] = {}
     if path.suffix == ".safetensors" or (len(head) > 9 and head[8:9] == b"{"):
         tensors, raw = _safetensors(path)
@@ -180,10 +187,31 @@ def _few(keys: list[str], n: int = 4) -> str:
     return ", ".join(keys[:n]) + more
 
 
+# What a checkpoint may ask for: well above every released variant (48 channels, 16 layers,
+# 3 experts, kernel 11, recursion 2), well below what would cost gigabytes or minutes. Files
+# come from strangers; nothing is built or allocated before these and the tensors agree.
+LIMITS = {"embedding_dim": 512, "num_layers": 64, "num_experts": 16, "global_kernel_size": 63, "recursive": 4,
+          "in_chans": 4}  # fmt: skip
+
+
+def check_limits(config: SeemoReConfig) -> None:
+    for name, most in LIMITS.items():
+        if getattr(config, name) > most:
+            raise CheckpointError(
+                f"config asks for {name}={getattr(config, name)}, beyond any SeemoRe (at most {most}); not built"
+            )
+
+
 def build_from_state_dict(state: Mapping[str, Tensor], config: SeemoReConfig) -> SeemoRe:
-    """Build a model of ``config`` and load ``state`` strictly, with readable errors."""
-    model = SeemoRe(config)
-    own = model.state_dict()
+    """Build a model of ``config`` and load ``state`` strictly, with readable errors.
+
+    The config is checked against :data:`LIMITS` and against the tensors present (names,
+    shapes, parameter count, finite floating-point values) on the meta device, which
+    allocates nothing, before the real model is built.
+    """
+    check_limits(config)
+    with torch.device("meta"):
+        own = SeemoRe(config).state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -195,7 +223,18 @@ def build_from_state_dict(state: Mapping[str, Tensor], config: SeemoReConfig) ->
         raise CheckpointError("state dict does not match the SeemoRe config: " + "; ".join(parts))
     bad = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if bad:
-        raise CheckpointError(f"tensor shapes fit no SeemoRe of this config: {_few(bad, 3)}")
+        implied, held = sum(v.numel() for v in own.values()), sum(state[k].numel() for k in own)
+        raise CheckpointError(
+            f"tensor shapes fit no SeemoRe of this config ({implied:,} parameters implied, {held:,} in the file): "
+            + _few(bad, 3)
+        )
+    wrong = [f"{k} ({v.dtype})" for k, v in state.items() if not v.is_floating_point()]
+    if wrong:
+        raise CheckpointError(f"weights must be floating point: {_few(wrong)}")
+    broken = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"non-finite weights (NaN or inf) in {_few(broken)}: the file is damaged")
+    model = SeemoRe(config)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()
 

@@ -11,6 +11,7 @@ padded internally (edge replication) and the output is cropped back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,12 +49,20 @@ class SeemoReConfig:
         def bad(msg: str) -> ValueError:
             return ValueError(f"invalid SeemoRe config: {msg}")
 
+        ints = ("scale", "in_chans", "num_experts", "num_layers", "embedding_dim", "global_kernel_size", "recursive",
+                "topk")  # fmt: skip
+        for name in ints:  # configs also come from files: check types before comparing anything
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.img_range, (int, float)) or isinstance(self.img_range, bool):
+            raise bad(f"img_range must be a number, got {self.img_range!r}")
+        if not isinstance(self.use_shuffle, bool):
+            raise bad(f"use_shuffle must be true or false, got {self.use_shuffle!r}")
+        if not isinstance(self.lr_space, str):
+            raise bad(f"lr_space must be a string, got {self.lr_space!r}")
         if self.scale not in (1, 2, 3, 4):
             raise bad(f"scale must be 1, 2, 3 or 4, got {self.scale!r}")
-        for name in ("in_chans", "num_experts", "num_layers", "embedding_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise bad(f"{name} must be a positive integer, got {value!r}")
         if self.embedding_dim % 2:
             raise bad(f"embedding_dim must be even (channel shuffle), got {self.embedding_dim}")
         if self.lr_space not in RANK_GROWTH:
@@ -62,9 +71,7 @@ class SeemoReConfig:
             raise bad(f"topk must be in 1..num_experts={self.num_experts}, got {self.topk!r}")
         if self.global_kernel_size < 1 or self.global_kernel_size % 2 == 0:
             raise bad(f"global_kernel_size must be odd and positive, got {self.global_kernel_size}")
-        if not isinstance(self.recursive, int) or self.recursive < 1:
-            raise bad(f"recursive must be a positive integer, got {self.recursive!r}")
-        if self.img_range <= 0:
+        if not math.isfinite(self.img_range) or self.img_range <= 0:
             raise bad(f"img_range must be positive, got {self.img_range}")
 
     @property
