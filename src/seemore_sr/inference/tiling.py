@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ..models.seemore import SeemoRe
 from .fast import CudaGraphed, FastSeemoRe, _Group
 
-__all__ = ["tiled_forward", "tile_slices", "tile_steps", "map_bytes", "available_bytes"]
+__all__ = ["tiled_forward", "tile_slices", "tile_shape", "tile_count", "tile_steps", "map_bytes", "available_bytes"]
 
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1
@@ -53,10 +53,10 @@ def tile_slices(size: int, tile: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + tile, size)
 
 
-def _tiles(h: int, w: int, tile: int, halo: int) -> Iterator[tuple[Box, Box]]:
-    """``(core, with_halo)`` boxes covering an ``h x w`` map."""
-    for y0, y1 in tile_slices(h, tile):
-        for x0, x1 in tile_slices(w, tile):
+def _tiles(h: int, w: int, shape: tuple[int, int], halo: int) -> Iterator[tuple[Box, Box]]:
+    """``(core, with_halo)`` boxes of ``shape`` (rows, columns) covering an ``h x w`` map."""
+    for y0, y1 in tile_slices(h, shape[0]):
+        for x0, x1 in tile_slices(w, shape[1]):
             yield (y0, y1, x0, x1), (max(y0 - halo, 0), min(y1 + halo, h), max(x0 - halo, 0), min(x1 + halo, w))
 
 
@@ -75,12 +75,31 @@ def _round_tile(tile: int, f: int) -> int:
     return max(f, -(-tile // f) * f)  # a multiple of 4**recursive: exact pooled context per tile
 
 
+def tile_shape(h: int, w: int, tile: int, f: int) -> tuple[int, int]:
+    """Rows and columns of the tiles for an ``h x w`` input (padded to ``f``): tiles by area.
+
+    A tile holds about ``tile x tile`` pixels, both sides multiples of ``f``
+    (``4**recursive``); a side shorter than ``tile`` gives its spare area to the other,
+    so a 65536 x 1 image runs in 16 x 4096 tiles, not in 16 x 256 ones or whole.
+    """
+    t = _round_tile(tile, f)
+    th, tw = min(_round_tile(max(h, f), f), t), min(_round_tile(max(w, f), f), t)
+    if th < t:
+        tw = min(_round_tile(max(w, f), f), max(f, t * t // th // f * f))
+    elif tw < t:
+        th = min(_round_tile(max(h, f), f), max(f, t * t // tw // f * f))
+    return th, tw
+
+
+def tile_count(h: int, w: int, tile: int, f: int) -> int:
+    """How many tiles :func:`tiled_forward` cuts an ``h x w`` input into."""
+    th, tw = tile_shape(h, w, tile, f)
+    return -(-max(h, f) // th) * -(-max(w, f) // tw)
+
+
 def tile_steps(model: SeemoRe | FastSeemoRe, h: int, w: int, tile: int) -> int:
     """How many times :func:`tiled_forward` calls ``progress`` for an ``h x w`` input."""
-    f = model.config.min_size
-    tile = _round_tile(tile, f)
-    n = -(-max(h, f) // tile) * -(-max(w, f) // tile)
-    return n * (model.config.num_layers + 1)
+    return tile_count(h, w, tile, model.config.min_size) * (model.config.num_layers + 1)
 
 
 def map_bytes(n: int, c: int, h: int, w: int) -> int:
@@ -189,7 +208,7 @@ def _resize_part(ctx: Tensor, size: tuple[int, int], box: Box) -> Tensor:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _group(g: _Group, src: _Map, dst: _Map, tile: int, f: int, device: torch.device, progress) -> None:
+def _group(g: _Group, src: _Map, dst: _Map, tile: tuple[int, int], f: int, device: torch.device, progress) -> None:
     """One residual group over the whole image, tile by tile: ``src`` features -> ``dst``."""
     n, H, W, c = src.shape
     pooled = None
@@ -236,7 +255,8 @@ def tiled_forward(
     sink: Sink | None = None,
     spill: bool | None = None,
 ) -> Tensor | None:
-    """``model(x)`` computed ``tile x tile`` input pixels at a time (eval mode), same result.
+    """``model(x)`` computed about ``tile x tile`` input pixels at a time (eval mode; tiles by
+    area, :func:`tile_shape`), same result.
 
     The tiles run through :class:`FastSeemoRe` (made from ``model`` unless it is one).
 
@@ -256,7 +276,7 @@ def tiled_forward(
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     H, W = x.shape[-2:]
     n, c, s, f = x.shape[0], cfg.embedding_dim, cfg.scale, cfg.min_size
-    tile = _round_tile(tile, f)
+    tile_hw = tile_shape(H, W, tile, f)
     where = _storage(n, c, H, W, device, spill)
     out = None
     if sink is None:
@@ -272,13 +292,13 @@ def tiled_forward(
             else _Map((n, H, W, c), where, None)
             for i in range(2)
         ]
-        for core, outer in _tiles(H, W, tile, 1):
+        for core, outer in _tiles(H, W, tile_hw, 1):
             t = x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device)
             maps[0].write(core, _crop_nhwc(fast.head(t), core, outer))
         for g in fast.groups:
-            _group(g, maps[0], maps[1], tile, f, device, progress)
+            _group(g, maps[0], maps[1], tile_hw, f, device, progress)
             maps.reverse()
-        for core, outer in _tiles(H, W, tile, 3):
+        for core, outer in _tiles(H, W, tile_hw, 3):
             res = fast.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored
             y = _crop(fast.tail(maps[0].read(outer, device), res), core, outer, s)
             y0, y1, x0, x1 = (v * s for v in core)

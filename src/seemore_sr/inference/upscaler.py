@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..data.imresize import imresize
 from ..models.seemore import SeemoRe
-from .tiling import available_bytes, tile_steps, tiled_forward
+from .tiling import available_bytes, tile_count, tile_steps, tiled_forward
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL"]
 
@@ -127,18 +127,24 @@ class Upscaler:
         """
         if self.tile != "auto":
             return int(self.tile)
+        f = self.model.config.min_size
+        pixels = max(h, f) * max(w, f)  # what the network computes on: thin images are padded
         if self.device.type == "cpu":
-            return 256 if h * w > 512 * 512 else 0
+            return 256 if pixels > 512 * 512 else 0
         c = self.model.config.embedding_dim
         per_pixel = 4 * (10 * c + 2 * 3 * self.scale**2)  # activations alive in one group + output
-        if h * w * per_pixel < available_bytes(self.device) // 4:
+        if pixels * per_pixel < available_bytes(self.device) // 4:
             return 0
         return 512
 
     def tiled(self, h: int, w: int) -> int:
-        """The tile side used for an ``h x w`` input, 0 when it runs whole."""
+        """The tile side used for an ``h x w`` input, 0 when it runs whole (one tile or none).
+
+        Tiles go by area (:func:`~seemore_sr.inference.tiling.tile_shape`): ``tile x tile``
+        pixels each, so a 65536 x 1 strip costs the memory of a 256 x 256 tile.
+        """
         tile = self.tile_for(h, w)
-        return tile if tile and max(h, w) > tile else 0
+        return tile if tile and tile_count(h, w, tile, self.model.config.min_size) > 1 else 0
 
     @torch.no_grad()
     def run(self, x: Tensor, progress: Callable[[], None] | None = None, *, sink=None) -> Tensor | None:
