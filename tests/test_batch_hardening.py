@@ -139,3 +139,39 @@ def test_stale_parts_removed_and_concurrent_writers_do_not_clobber(tmp_path):
     assert "another run" in s.failed[0][1] and not s.done
     assert (out / "x.png").read_bytes() == b"the other run's output"
     assert not list(out.glob(f".x.png.{os.getpid()}.*.part"))  # our temporary file is gone too
+
+
+def test_16_bit_colour_png_keeps_its_depth(tmp_path):
+    """Pillow reads 16-bit RGB PNGs as 8 bits; they come out 16-bit, equal to the array API's
+    result, with their ICC profile and DPI, and a format that cannot hold them is refused first."""
+    import png as pypng
+    import torch
+
+    from seemore_sr import create_model
+    from seemore_sr.inference.batch import _png16_bytes
+    from seemore_sr.inference.upscaler import Upscaler
+
+    rng = np.random.default_rng(0)
+    rgb_icc = b"\0" * 16 + b"RGB " + b"\0" * 108
+    srcs = {}
+    for c in (3, 4):
+        a = rng.integers(0, 65536, (10, 12, c), dtype=np.uint16)
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"c{c}.png").write_bytes(_png16_bytes(a, {"icc_profile": rgb_icc, "dpi": (300, 300)}))
+        srcs[c] = a
+    assert Image.open(tmp_path / "in" / "c3.png").mode == "RGB"  # what Pillow alone would give: 8 bits
+    torch.manual_seed(0)
+    up = Upscaler(create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8), device="cpu", tile=0)
+    summary = upscale_files(up, sorted((tmp_path / "in").iterdir()), tmp_path / "out", progress=False)
+    assert not summary.failed
+    for c, a in srcs.items():
+        w, h, rows, info = pypng.Reader(filename=str(tmp_path / "out" / f"c{c}.png")).asDirect()
+        got = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, c)
+        assert info["bitdepth"] == 16 and (w, h) == (24, 20)
+        assert np.array_equal(got, up(a))
+        assert len(np.unique(got & 0xFF)) > 64  # the low byte is real, not a copy of the high one
+        with Image.open(tmp_path / "out" / f"c{c}.png") as im:
+            assert im.info["icc_profile"] == rgb_icc and round(im.info["dpi"][0]) == 300
+    summary = upscale_files(up, [tmp_path / "in" / "c3.png"], tmp_path / "jpg", fmt="jpg", progress=False)
+    assert "only PNG keeps its depth" in summary.failed[0][1]
+    assert not list((tmp_path / "jpg").iterdir())

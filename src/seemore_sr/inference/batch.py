@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import struct
 import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import atomic_path, remove_stale_parts
@@ -129,6 +132,50 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return im
 
 
+def _png16_colour(path: Path) -> bool:
+    """Whether ``path`` is a 16-bit colour PNG, which Pillow would read as 8 bits."""
+    with path.open("rb") as f:
+        head = f.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit RGB or RGBA PNG at full depth, ``(H, W, 3 | 4)`` uint16 (with pypng: Pillow
+    has no 16-bit colour mode). Size limits are checked by :func:`_open` before this runs."""
+    import png
+
+    try:
+        w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+        if info["planes"] == 2:
+            raise ValueError("16-bit gray + alpha PNG is not supported; convert it to RGBA or to 8 bits")
+        a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    except png.Error as e:
+        raise ValueError(f"unreadable or truncated PNG ({e})") from None
+    return a.reshape(h, w, info["planes"])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png16_bytes(a: np.ndarray, info: dict) -> bytes:
+    """``(H, W, 3 | 4)`` uint16 as a 16-bit PNG (Up filter), with the input's ICC profile and DPI."""
+    h, w, c = a.shape
+    rows = a.astype(">u2", order="C").view(np.uint8).reshape(h, w * c * 2)
+    up = rows.copy()
+    up[1:] -= rows[:-1]  # the Up filter, modulo 256
+    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
+    out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0))]
+    icc = info.get("icc_profile")
+    if icc and _icc_space(icc) == "RGB":
+        out.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if "dpi" in info:
+        x, y = (round(float(d) / 0.0254) for d in info["dpi"])
+        out.append(_chunk(b"pHYs", struct.pack(">IIB", x, y, 1)))
+    out += [_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)), _chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
 def _icc_space(icc: bytes) -> str | None:
     """The colour space an ICC profile describes (``RGB``, ``GRAY``, ``CMYK``...), from its header."""
     return icc[16:20].decode("ascii", "replace").strip() if len(icc) >= 20 else None
@@ -211,11 +258,18 @@ def upscale_files(
                     continue
                 if existing != "overwrite":
                     raise ValueError(f"output {dst} exists; use --overwrite or --skip-existing")
-            im = _open(src, max_pixels)
+            im = _open(src, max_pixels)  # also for a 16-bit colour PNG: size limits, ICC, DPI
+            deep = _png16_colour(src)
+            if deep and out_fmt != "PNG":
+                raise ValueError("16-bit colour input: only PNG keeps its depth here; use --format png")
             _check_format(im, out_fmt)
-            out = upscaler(im)
+            out = upscaler(_read_png16(src) if deep else im)
             try:
-                _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite")
+                if deep:
+                    with atomic_path(dst, replace=existing == "overwrite") as tmp:
+                        tmp.write_bytes(_png16_bytes(out, im.info))
+                else:
+                    _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite")
             except FileExistsError:
                 if existing == "skip":
                     summary.skipped.append(src)
