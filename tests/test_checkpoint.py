@@ -188,3 +188,23 @@ def test_profile_latency(capsys):
     assert main(["profile", "seemore-tiny-x2", "--latency", "--input-size", "16", "20", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "ms median over 2 runs on cpu (20x16 input)" in out
+
+
+def test_convert_disk_full_is_one_line(tmp_path, golden_state, capsys, monkeypatch):
+    import errno
+
+    from seemore_sr.models import checkpoint
+
+    sd, _ = golden_state
+    torch.save({"params": sd}, tmp_path / "net.pth")
+
+    def full(state, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"\0" * 100)  # a part of the file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    assert main(["convert", str(tmp_path / "net.pth"), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write (No space left on device); nothing was written" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pth"]  # no output, no temporary left

@@ -354,3 +354,13 @@ def test_device_train_script_makes_the_branches(tmp_path):
         (folder,) = dest.iterdir()
         assert folder.name == (f"campaign-x2-cool-{t}" if scale == 2 else f"campaign-x{scale}-ft-{t}")
         assert load_model(folder / "latest.safetensors").config.scale == scale
+
+
+def test_missing_data_folders_say_what_to_pass(tmp_path, data):
+    run = tmp_path / "run"
+    for key, match in (("data.train", r"data.train: .*nowhere: no such folder.*--set 'data.train=\["),
+                       ("data.val", r"data.val: .*nowhere: no such folder.*data.val=null")):  # fmt: skip
+        value = f"[{tmp_path / 'nowhere'}]" if key == "data.train" else str(tmp_path / "nowhere")
+        with pytest.raises(TrainingError, match=match):
+            train(load_config(None, sets(data, **{key: value})), run, progress=False)
+    assert not run.exists()

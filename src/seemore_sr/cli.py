@@ -61,7 +61,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not args.overwrite:
         raise FileExistsError(f"{args.output}: exists (pass --overwrite to replace it)")
     model = load_checkpoint(args.input, **_override_args(args.override))
-    out = save_model(model, args.output, converted_from=str(args.input), **getattr(model, "provenance", {}))
+    try:
+        out = save_model(model, args.output, converted_from=str(args.input), **getattr(model, "provenance", {}))
+    except OSError as e:  # disk full, read-only folder: the temporary file is already removed
+        raise ValueError(f"{args.output}: cannot write ({e.strerror or e}); nothing was written") from None
     cfg = model.config
     print(f"wrote {out}: seemore {cfg.num_layers} layers, C={cfg.embedding_dim}, x{cfg.scale}")
     return 0

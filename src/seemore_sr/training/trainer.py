@@ -240,6 +240,22 @@ def train(
         stop.restore()
 
 
+def _check_data_paths(cfg: TrainConfig) -> None:
+    """Missing data folders, with what to pass: the recipes' defaults are the repository's
+    layout (``../shared/data`` beside the checkout), which an installed package lacks."""
+    for folder in cfg.data.train:
+        if not Path(folder).is_dir():
+            raise TrainingError(
+                f"data.train: {folder}: no such folder (the recipes' default is the repository's layout, "
+                "../shared/data beside the checkout); pass --set 'data.train=[FOLDER, ...]' with your HR images"
+            )
+    if cfg.data.val and not Path(cfg.data.val).is_dir():
+        raise TrainingError(
+            f"data.val: {cfg.data.val}: no such folder; pass --set data.val=FOLDER (HR/ and optional "
+            "LR_bicubic/X{s}/, as the benchmarks are laid out) or --set data.val=null to train without validation"
+        )
+
+
 def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, stopping: _Stop) -> dict:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -257,6 +273,7 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
     per_rank = t.batch_size // world
 
     # --- everything that can fail is checked before the first step
+    _check_data_paths(cfg)
     mcfg = config_for(f"seemore-{cfg.model.variant}-x{cfg.model.scale}")
     torch.manual_seed(t.seed)
     model = SeemoRe(mcfg)
