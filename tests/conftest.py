@@ -13,3 +13,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # instead of collecting empty parametrisations.
     if not GOLDEN.is_dir() or not BENCH.is_dir() or not list(GOLDEN.glob("*.safetensors")):
         pytest.exit(f"tests need ../shared beside the repository ({SHARED} not found)", returncode=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a cache (``$SEEMORE_CACHE``): the tests' own, not the user's."""
+    import os
+
+    old = os.environ.get("SEEMORE_CACHE")
+    os.environ["SEEMORE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["SEEMORE_CACHE"]
+    else:
+        os.environ["SEEMORE_CACHE"] = old

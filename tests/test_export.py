@@ -37,3 +37,29 @@ def test_upscaler_onnx_backend():
     a = Upscaler(model, device="cpu", backend="onnxruntime")(img)
     b = Upscaler(model, device="cpu")(img)
     assert a.shape == (40, 36, 3) and np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_onnx_graph_cached_by_weights(tmp_path, monkeypatch):
+    """--backend onnxruntime exports once per weights (it re-exported on every run, 2x slower
+    than torch); other weights get their own graph, a damaged cache entry is replaced."""
+    from seemore_sr import create_model
+    from seemore_sr.inference import export
+
+    monkeypatch.setenv("SEEMORE_CACHE", str(tmp_path))
+    calls = []
+    real = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    model = create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8)
+    x = torch.rand(1, 3, 16, 20)
+    first = export.onnx_runner(model)(x)
+    assert torch.equal(export.onnx_runner(model)(x), first) and len(calls) == 1
+    (cached,) = (tmp_path / "onnx").iterdir()
+    with torch.no_grad():
+        model.conv_1.bias.add_(0.1)
+    export.onnx_runner(model)
+    assert len(calls) == 2 and len(list((tmp_path / "onnx").iterdir())) == 2
+    cached.write_bytes(b"damaged")
+    with torch.no_grad():
+        model.conv_1.bias.sub_(0.1)
+    assert torch.allclose(export.onnx_runner(model)(x), first, atol=1e-6) and len(calls) == 3

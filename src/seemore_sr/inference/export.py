@@ -11,6 +11,9 @@ the graph does not pad.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -21,7 +24,7 @@ import torch
 from .._fs import atomic_path
 from ..models.seemore import MoELayer, SeemoRe
 
-__all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner"]
+__all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
 
 
 def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17) -> Path:
@@ -73,12 +76,44 @@ class OnnxUpscaler(torch.nn.Module):
         return torch.from_numpy(y)[..., : h * self.scale, : w * self.scale]
 
 
-def onnx_runner(model: SeemoRe) -> OnnxUpscaler:
-    """Export ``model`` to a temporary file and load it in onnxruntime."""
+def cache_dir() -> Path:
+    """Where exported graphs are kept: ``$SEEMORE_CACHE``, else ``$XDG_CACHE_HOME/seemore-sr``,
+    else ``~/.cache/seemore-sr``."""
+    if os.environ.get("SEEMORE_CACHE"):
+        return Path(os.environ["SEEMORE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seemore-sr"
+
+
+def graph_key(model: SeemoRe, opset: int) -> str:
+    """What identifies an exported graph: the config, every weight, the opset and torch's version."""
+    h = hashlib.sha256(json.dumps([dataclasses.asdict(model.config), opset, torch.__version__]).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def onnx_runner(model: SeemoRe, opset: int = 17) -> OnnxUpscaler:
+    """``model`` in onnxruntime, exported once: the graph is cached (:func:`cache_dir`) under
+    :func:`graph_key`, so later runs with the same weights load it instead of exporting again.
+    An unwritable cache falls back to a temporary file; an unreadable cached file is replaced."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise ValueError("the onnxruntime backend needs: pip install 'seemore-sr[onnx]'") from None
-    folder = tempfile.mkdtemp(prefix="seemore-onnx-")
-    path = export_onnx(model, Path(folder) / "model.onnx")
-    return OnnxUpscaler(path, model.config.scale, model.config.min_size, threads=torch.get_num_threads())
+    cfg, threads = model.config, torch.get_num_threads()
+    name = f"{graph_key(model, opset)}-opset{opset}.onnx"
+    try:
+        path = cache_dir() / "onnx" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            try:
+                return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
+            except Exception:  # noqa: BLE001 - a damaged cache entry: export it again
+                path.unlink(missing_ok=True)
+        export_onnx(model, path, opset)
+        return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
+    except OSError:  # no writable cache: export for this run only (the session holds the graph)
+        with tempfile.TemporaryDirectory(prefix="seemore-onnx-") as folder:
+            path = export_onnx(model, Path(folder) / name, opset)
+            return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
