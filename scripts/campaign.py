@@ -33,7 +33,7 @@ WEIGHTS = ROOT / "src" / "seemore_sr" / "weights"
 BENCH = ROOT.parent / "shared" / "data" / "benchmark"
 DATASETS = ("Set5", "Set14", "B100")
 COOL = int(os.environ.get("COOL_ITERS", 600))  # x2 cool-down: linear decay to 0 from the trunk's lr
-FINETUNE = int(os.environ.get("FT_ITERS", 800))  # x3 / x4: warmup 50, then linear decay to 0
+FINETUNE = int(os.environ.get("FT_ITERS", 800))  # x3 / x4: warmup 50, then linear decay to 0; 0: x2 only
 
 
 def rows(run: Path) -> list[dict]:
@@ -227,7 +227,8 @@ def branches() -> None:
     finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t))
     procs = {}
     warm = min(50, FINETUNE // 4)
-    for s in (3, 4):
+    scales = (3, 4) if FINETUNE > 0 else ()  # FT_ITERS=0: the cool-down alone (x3 / x4 wait for a GPU)
+    for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
         if (run / "latest.safetensors").exists() and _iteration(run) >= FINETUNE:
             continue
@@ -238,12 +239,12 @@ def branches() -> None:
     for s, (run, proc) in procs.items():
         if proc.wait():
             sys.exit(f"x{s} fine-tune failed, see {run}/train.log")
-    for s in (3, 4):
+    for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
         finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run))
     # The tree must stay small enough to travel to a GPU with the packed training set
     # (64 MiB): a branch keeps its log, eval and ledger entry; shipped weights live in the package.
-    for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in (3, 4))):
+    for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in scales)):
         for f in run.glob("*.safetensors"):
             f.unlink()
 

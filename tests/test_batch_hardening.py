@@ -93,6 +93,19 @@ def test_output_checked_before_compute(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
+def test_unwritable_output_folder_refused_before_compute(tmp_path, monkeypatch):
+    """As root every folder is writable, so the check is driven through os.access: what an
+    ordinary user sees for a read-only -o."""
+    rgb = png(tmp_path / "in.png")
+    (tmp_path / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).endswith("ro") else real(p, mode))
+    up = Twice()
+    with pytest.raises(ValueError, match="not writable"):
+        upscale_files(up, [rgb], tmp_path / "ro", progress=False)
+    assert up.calls == [] and not list((tmp_path / "ro").iterdir())
+
+
 def test_gif_bmp_and_animation(tmp_path):
     frames = [Image.new("RGB", (10, 8), c) for c in ("red", "green", "blue")]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
