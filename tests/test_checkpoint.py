@@ -208,3 +208,23 @@ def test_convert_disk_full_is_one_line(tmp_path, golden_state, capsys, monkeypat
     err = capsys.readouterr().err
     assert "cannot write (No space left on device); nothing was written" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pth"]  # no output, no temporary left
+
+
+def test_every_cli_option_has_help():
+    import argparse
+
+    from seemore_sr.cli import build_parser
+
+    missing = []
+
+    def walk(parser, where):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                missing.extend(f"{where} {c.dest}" for c in a._choices_actions if not c.help)
+                for name, sub in a.choices.items():
+                    walk(sub, f"{where} {name}")
+            elif not a.help and not isinstance(a, argparse._HelpAction):
+                missing.append(f"{where} {a.option_strings or a.dest}")
+
+    walk(build_parser(), "seemore")
+    assert not missing, missing

@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--height", type=int, default=720, help="output height (default 720)")
     q.add_argument("--latency", action="store_true", help="also time a forward pass")
     q.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for --latency")
-    q.add_argument("--device", default="cpu")
-    q.add_argument("--repeats", type=int, default=5)
+    q.add_argument("--device", default="cpu", help="cpu, cuda or mps: where --latency is measured")
+    q.add_argument("--repeats", type=int, default=5, help="timed runs for --latency (median reported)")
     q.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     q.set_defaults(func=cmd_profile)
 
@@ -341,9 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted for compatibility: tiles are exact, no overlap is needed",
     )
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
-    q.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    q.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="compute precision (default fp32)"
+    )
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
-    q.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    q.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="onnxruntime: CPU, fp32, whole images; the exported graph is cached",
+    )
     q.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -355,33 +362,39 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refuse inputs with more pixels (decompression-bomb guard; default 200,000,000)",
     )
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_upscale)
 
     q = sub.add_parser("eval", help="PSNR/SSIM on benchmark folders, the literature's protocol")
     q.add_argument("model", help="registry name (bundled weights), checkpoint path, or 'bicubic'")
     q.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/])")
-    q.add_argument("--scale", type=int, required=True, choices=[2, 3, 4])
-    q.add_argument("--json", metavar="PATH")
-    q.add_argument("--csv", metavar="PATH")
+    q.add_argument("--scale", type=int, required=True, choices=[2, 3, 4], help="the scale to evaluate at")
+    q.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    q.add_argument("--csv", metavar="PATH", help="write one CSV row per dataset (PSNR, SSIM, images)")
     q.add_argument("--compare-paper", action="store_true", help="show the paper's numbers side by side")
-    q.add_argument("--save-images", metavar="DIR")
+    q.add_argument("--save-images", metavar="DIR", help="save the SR outputs here")
     q.add_argument("--tile", type=int, help="tile side (default: auto, only when memory requires)")
-    q.add_argument("--device", default="auto")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_eval)
 
     q = sub.add_parser("export", help="export a model to ONNX")
     q.add_argument("model", help="registry name (bundled weights) or checkpoint path")
     q.add_argument("output", help="output .onnx path")
-    q.add_argument("--opset", type=int, default=17)
+    q.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("train", help="train or resume a model")
     q.add_argument("recipe", help="recipe YAML path or bundled name (tiny, base, large, cpu)")
     q.add_argument("--run", required=True, help="run directory (resumed if it holds a state)")
-    q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a recipe value, e.g. train.lr=2e-4 (repeatable)",
+    )
+    q.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     q.add_argument(
         "--max-minutes", type=float, metavar="M", help="stop cleanly (state saved) after M minutes of training"
     )
