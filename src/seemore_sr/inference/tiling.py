@@ -38,10 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoRe
+from ..models.seemore import SeemoRe, SeemoReConfig
 from .fast import CudaGraphed, FastSeemoRe, _Group
 
-__all__ = ["tiled_forward", "tile_slices", "tile_shape", "tile_count", "tile_steps", "map_bytes", "available_bytes"]
+__all__ = [
+    "tiled_forward",
+    "tile_slices",
+    "tile_shape",
+    "tile_count",
+    "tile_steps",
+    "group_halo",
+    "map_bytes",
+    "available_bytes",
+]
 
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1
@@ -73,6 +82,13 @@ def _crop_nhwc(t: Tensor, core: Box, outer: Box) -> Tensor:
 
 def _round_tile(tile: int, f: int) -> int:
     return max(f, -(-tile // f) * f)  # a multiple of 4**recursive: exact pooled context per tile
+
+
+def group_halo(config: SeemoReConfig) -> int:
+    """Context pixels one residual group needs around a tile: 2 (``conv_1`` and the 3x3 on
+    ``k``) + 1 (RME's FFN) + ``global_kernel_size // 2`` (SME's striped conv) + 1 (SME's
+    FFN) + 1; 10 for the released kernel of 11."""
+    return 5 + config.global_kernel_size // 2
 
 
 def tile_shape(h: int, w: int, tile: int, f: int) -> tuple[int, int]:
@@ -208,7 +224,7 @@ def _resize_part(ctx: Tensor, size: tuple[int, int], box: Box) -> Tensor:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _group(g: _Group, src: _Map, dst: _Map, tile: tuple[int, int], f: int, device: torch.device, progress) -> None:
+def _group(g: _Group, src: _Map, dst: _Map, tile: tuple[int, int], f: int, halo: int, device, progress) -> None:
     """One residual group over the whole image, tile by tile: ``src`` features -> ``dst``."""
     n, H, W, c = src.shape
     pooled = None
@@ -228,7 +244,7 @@ def _group(g: _Group, src: _Map, dst: _Map, tile: tuple[int, int], f: int, devic
     ctx = g.context(pooled)
 
     # sweep 2: the rest of the group with the whole image's routing and context, per tile
-    for core, outer in _tiles(H, W, tile, 10):  # halo: 2 (branches) + 1 (RME FFN) + 5 + 1 (SME) + 1
+    for core, outer in _tiles(H, W, tile, halo):
         t = src.read(outer, device)
         a, k = g.branches(t)
         k = k + _resize_part(ctx, (H, W), outer).permute(0, 2, 3, 1).to(k.dtype)
@@ -296,7 +312,7 @@ def tiled_forward(
             t = x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device)
             maps[0].write(core, _crop_nhwc(fast.head(t), core, outer))
         for g in fast.groups:
-            _group(g, maps[0], maps[1], tile_hw, f, device, progress)
+            _group(g, maps[0], maps[1], tile_hw, f, group_halo(cfg), device, progress)
             maps.reverse()
         for core, outer in _tiles(H, W, tile_hw, 3):
             res = fast.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored
