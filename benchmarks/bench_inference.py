@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import tempfile
 import torch
 
 from seemore_sr import create_model, list_models
-from seemore_sr.bench import time_call
+from seemore_sr.bench import cpu_description, time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
 from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize, unfused
 from seemore_sr.models.complexity import paper_input_size
@@ -159,7 +158,7 @@ def main() -> int:
         else args.models.split(",")
     )
     print(
-        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"# machine: {cpu_description()}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )

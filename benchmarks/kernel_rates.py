@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seemore_sr.bench import time_call
+from seemore_sr.bench import cpu_description, time_call
 from seemore_sr.inference.fast import _DNN, _conv, _layer_norm, _lin
 
 CPU = torch.device("cpu")
@@ -82,6 +82,7 @@ def main() -> int:
                 )
             )
         other.append(("dw 3x3 conv, then mul_ (optimize)", median_ms(lambda: _conv(x, dw).mul_(v), args.repeats)))
+    print(f"# {cpu_description()}")
     print(f"# {pixels} pixels x {c} channels, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"{'kernel':<34} {'ms':>8} {'GFLOP/s':>9} {'of peak':>8}")
     for name, ms, rate, fl in rows:

@@ -12,6 +12,7 @@ import argparse
 
 import torch
 
+from seemore_sr.bench import cpu_description
 from seemore_sr.evaluation.evaluate import evaluate
 from seemore_sr.inference.upscaler import Upscaler
 
@@ -26,8 +27,9 @@ def main() -> None:
     precisions = ["fp32", "bf16"] + (["fp16"] if args.device.startswith("cuda") else [])
     base = None
     print(f"{args.model} x{args.scale} on {args.data} ({args.device}, torch {torch.__version__})")
+    print(f"# {cpu_description()}")
     for prec in precisions:
-        up = Upscaler(args.model, device=args.device, precision=prec, tile=0)
+        up = Upscaler(args.model, device=args.device, precision=prec, tile=0, force_precision=True)
         (res,) = evaluate(up, [args.data], args.scale, progress=False)
         s = res.summary()
         base = s["psnr"] if base is None else base

@@ -97,7 +97,7 @@ def test_resume_drops_rows_logged_after_the_state(tmp_path, data):
 def test_clear_errors_before_training(tmp_path, data, capsys):
     run = tmp_path / "run"
     assert main(["train", "cpu", "--run", str(run), "--set", "data.train=[/no/such/dir]"]) == 2
-    assert "no such data folder" in capsys.readouterr().err
+    assert "data.train: /no/such/dir: no such folder" in capsys.readouterr().err
     assert (
         main(
             ["train", "cpu", "--run", str(run), *sum((["--set", s] for s in sets(data, **{"data.patch_size": 64})), [])]

@@ -171,7 +171,7 @@ def test_fp16_overflow_falls_back_to_fp32(small_model, monkeypatch):
 def test_bf16_runs_under_autocast_close_to_fp32():
     img = np.asarray(Image.open(BENCH / "Set5" / "HR" / sorted(os.listdir(BENCH / "Set5" / "HR"))[0]))[:48, :64]
     a = Upscaler("seemore-tiny-x2", device="cpu", tile=0)(img)
-    b = Upscaler("seemore-tiny-x2", device="cpu", tile=0, precision="bf16")(img)
+    b = Upscaler("seemore-tiny-x2", device="cpu", tile=0, precision="bf16", force_precision=True)(img)
     diff = np.abs(a.astype(int) - b)
     assert 0 < diff.max() <= 8 and diff.mean() < 1  # reduced precision really ran, and stays close
 
@@ -383,3 +383,24 @@ def test_a_thin_strip_is_tiled_by_default():
     # tiled: the whole-image maps (92 MB) and a tile's working set; the gap widens with the strip's
     # length (1 x 65536 with the bundled x4 weights: 963 MB peak against 2180 MB whole)
     assert auto_mb < 0.85 * whole_mb, (auto_mb, whole_mb)
+
+
+def test_bf16_on_a_cpu_without_it_warns_once_and_runs_fp32(small_model, monkeypatch, capsys):
+    from seemore_sr import bench
+    from seemore_sr.inference import upscaler
+
+    monkeypatch.setattr(bench, "native_bf16", lambda: False)
+    monkeypatch.setattr(upscaler, "_warned_bf16", False)
+    with pytest.warns(UserWarning, match="without native bf16.*fp32 runs instead"):
+        up = Upscaler(small_model, device="cpu", precision="bf16")
+    assert up.dtype == torch.float32
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: no second warning
+        assert Upscaler(small_model, device="cpu", precision="bf16").dtype == torch.float32
+        assert Upscaler(small_model, device="cpu", precision="bf16", force_precision=True).dtype == torch.bfloat16
+    monkeypatch.setattr(bench, "native_bf16", lambda: True)
+    assert Upscaler(small_model, device="cpu", precision="bf16").dtype == torch.bfloat16
+    assert main(["profile", "seemore-tiny-x2", "--latency", "--input-size", "16", "16", "--repeats", "1"]) == 0
+    assert f"cpu         {bench.cpu_description()}" in capsys.readouterr().out

@@ -11,11 +11,7 @@ import torch
 __all__ = ["cpu_description", "measure", "time_call"]
 
 
-def cpu_description() -> str:
-    """The CPU model and the flags that decide precision on it (the machines change between sessions)."""
-    import os
-    import platform
-
+def _cpuinfo() -> dict[str, str]:
     info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -26,6 +22,25 @@ def cpu_description() -> str:
                 info[key.strip()] = value.strip()
     except OSError:
         pass
+    return info
+
+
+def native_bf16() -> bool | None:
+    """Whether the CPU computes bf16 natively (x86: ``avx512_bf16`` or AMX; Arm: ``bf16``);
+    None where ``/proc/cpuinfo`` says nothing (not Linux)."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_description() -> str:
+    """The CPU model and the flags that decide precision on it (the machines change between sessions)."""
+    import os
+    import platform
+
+    info = _cpuinfo()
     name = info.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in info:
         name += f" (family {info['cpu family']}, model {info.get('model', '?')})"

@@ -44,6 +44,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         from .bench import measure
 
         lh, lw = args.input_size or (h, w)
+        if torch.device(args.device).type == "cpu":
+            from .bench import cpu_description
+
+            print(f"cpu         {cpu_description()}, {torch.get_num_threads()} threads")
         res = measure(model, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
         print(
             f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)"
@@ -82,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import load_model
     from .evaluation.evaluate import evaluate, paper_numbers, write_csv, write_json
     from .inference.upscaler import Upscaler
-    from .models.registry import VARIANTS
+    from .models.registry import variant_of
 
     if args.model == "bicubic":
         method, variant = "bicubic", None
@@ -91,14 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if model.config.scale != args.scale:
             raise ValueError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
         cfg = model.config
-        variant = next(
-            (
-                v
-                for v, p in VARIANTS.items()
-                if (p["num_layers"], p["embedding_dim"]) == (cfg.num_layers, cfg.embedding_dim)
-            ),
-            None,
-        )
+        variant = variant_of(cfg.num_layers, cfg.embedding_dim)
         tile: int | str = "auto" if args.tile is None else args.tile
         method = Upscaler(model, device=args.device, tile=tile)
     results = evaluate(
@@ -185,6 +182,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         outscale=args.outscale,
         backend=args.backend,
         progress=not args.no_progress,
+        force_precision=args.force_precision,
     )
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
@@ -344,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="compute precision (default fp32)"
     )
+    q.add_argument(
+        "--force-precision",
+        action="store_true",
+        help="run bf16 even on a CPU without native bf16 (by default such a CPU runs fp32, with a warning)",
+    )
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
     q.add_argument(
         "--backend",
@@ -423,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as e:
+    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .._fs import atomic_path
-from ..models.seemore import MoELayer, SeemoRe
+from ..models.seemore import MoELayer, SeemoRe, pad_to_min
 
 __all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
 
@@ -69,9 +69,7 @@ class OnnxUpscaler(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph, pw = max(self.min_size - h, 0), max(self.min_size - w, 0)
-        if ph or pw:
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = pad_to_min(x, self.min_size)
         (y,) = self.session.run(["sr"], {"lr": x.detach().cpu().float().numpy()})
         return torch.from_numpy(y)[..., : h * self.scale, : w * self.scale]
 

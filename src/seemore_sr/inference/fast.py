@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoRe, dense_mix, route
+from ..models.seemore import SeemoRe, dense_mix, pad_to_min, route
 
 __all__ = ["optimize", "FastSeemoRe", "CudaGraphed", "exact_cudnn"]
 
@@ -285,9 +285,6 @@ class FastSeemoRe(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def pad_amount(self, h: int, w: int) -> tuple[int, int]:
-        return max(self.min_size - h, 0), max(self.min_size - w, 0)
-
     def head(self, x: Tensor) -> Tensor:
         """NCHW image -> NHWC features."""
         x = ((x - self.mean) * self.config.img_range).contiguous(memory_format=torch.channels_last)
@@ -303,10 +300,7 @@ class FastSeemoRe(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        ph, pw = self.pad_amount(h, w)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        feat = res = self.head(x)
+        feat = res = self.head(pad_to_min(x, self.min_size))
         for g in self.groups:
             feat = g(feat)
         s = self.config.scale

@@ -35,10 +35,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoRe, SeemoReConfig
+from ..models.seemore import SeemoRe, SeemoReConfig, pad_to_min
 from .fast import CudaGraphed, FastSeemoRe, _Group
 
 __all__ = [
@@ -287,9 +286,7 @@ def tiled_forward(
     cfg = fast.config
     device = fast.mean.device
     h, w = x.shape[-2:]
-    ph, pw = fast.pad_amount(h, w)
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    x = pad_to_min(x, cfg.min_size)
     H, W = x.shape[-2:]
     n, c, s, f = x.shape[0], cfg.embedding_dim, cfg.scale, cfg.min_size
     tile_hw = tile_shape(H, W, tile, f)

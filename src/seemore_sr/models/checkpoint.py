@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._fs import atomic_path
-from .registry import VARIANTS, make_config
+from .registry import VARIANTS, make_config, variant_of
 from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
 
 __all__ = [
@@ -157,10 +157,7 @@ def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReCon
     if scale * scale * in_chans != up:
         raise CheckpointError(f"upsampler has {up} channels: no integer scale for {in_chans} channels")
     kernel = _shape(state, "body.0.global_block.block.attn.conv.0.weight")[-1]
-    preset = next(
-        (v for v in VARIANTS.values() if v["num_layers"] == layers and v["embedding_dim"] == c),
-        VARIANTS["tiny"],
-    )
+    preset = VARIANTS[variant_of(layers, c) or "tiny"]
     fields = dict(
         scale=scale,
         in_chans=in_chans,
@@ -176,7 +173,7 @@ def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReCon
 
 
 def _config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
-    try:  # unknown override names stay a TypeError: the caller's mistake, not the file's
+    try:  # unknown override names stay an UnknownFieldError: the caller's mistake, not the file's
         return make_config(fields, overrides)
     except ValueError as e:
         raise CheckpointError(str(e)) from None

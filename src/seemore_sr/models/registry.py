@@ -8,7 +8,17 @@ from collections.abc import Mapping
 
 from .seemore import SeemoRe, SeemoReConfig
 
-__all__ = ["VARIANTS", "SCALES", "list_models", "config_for", "make_config", "parse_name", "create_model"]
+__all__ = [
+    "VARIANTS",
+    "SCALES",
+    "UnknownFieldError",
+    "list_models",
+    "config_for",
+    "make_config",
+    "parse_name",
+    "create_model",
+    "variant_of",
+]
 
 # The released variants (all: 3 experts, exp rank growth, top-1, kernel 11).
 VARIANTS: dict[str, dict[str, object]] = {
@@ -32,12 +42,24 @@ def parse_name(name: str) -> tuple[str, int]:
     return m["variant"], int(m["scale"])
 
 
+class UnknownFieldError(TypeError, ValueError):
+    """An override names no config field: a TypeError to Python callers (like any unknown
+    keyword), a ValueError to the CLI, which reports bad arguments in one line."""
+
+
+def variant_of(num_layers: int, embedding_dim: int) -> str | None:
+    """The released variant with these layers and width (``tiny``, ``base``, ``large``), or None."""
+    return next(
+        (v for v, p in VARIANTS.items() if (p["num_layers"], p["embedding_dim"]) == (num_layers, embedding_dim)), None
+    )
+
+
 def make_config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
     """``SeemoReConfig`` from ``fields`` updated by ``overrides``; unknown override names are errors."""
     known = {f.name for f in dataclasses.fields(SeemoReConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown config field(s) {unknown}; fields are {sorted(known)}")
+        raise UnknownFieldError(f"unknown config field(s) {unknown}; fields are {sorted(known)}")
     merged = {k: v for k, v in {**fields, **overrides}.items() if k in known}
     return SeemoReConfig(**merged)  # type: ignore[arg-type]
 

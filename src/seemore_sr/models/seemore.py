@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SeemoReConfig", "SeemoRe", "expert_ranks", "dense_mix", "RANK_GROWTH"]
+__all__ = ["SeemoReConfig", "SeemoRe", "expert_ranks", "dense_mix", "pad_to_min", "RANK_GROWTH"]
 
 MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -78,6 +78,14 @@ class SeemoReConfig:
     def min_size(self) -> int:
         """Smallest input side the network computes on without padding."""
         return 4**self.recursive
+
+
+def pad_to_min(x: Tensor, min_size: int) -> Tensor:
+    """``x`` (..., H, W) edge-replicated at the bottom and right to at least ``min_size`` a
+    side (the network's ``4**recursive``), else unchanged: the one padding rule of every
+    path (module, NHWC rewrite, tiles, ONNX runner); callers crop the output back."""
+    ph, pw = max(min_size - x.shape[-2], 0), max(min_size - x.shape[-1], 0)
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
 def expert_ranks(lr_space: str, num_experts: int) -> list[int]:
@@ -341,20 +349,14 @@ class SeemoRe(nn.Module):
         s = config.scale
         self.upsampler = nn.Sequential(nn.Conv2d(c, n * s * s, 3, padding=1), nn.PixelShuffle(s))
 
-    def pad_amount(self, h: int, w: int) -> tuple[int, int]:
-        m = self.config.min_size
-        return max(m - h, 0), max(m - w, 0)
-
     def forward(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        ph, pw = self.pad_amount(h, w)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = pad_to_min(x, self.config.min_size)
         res = self.head(x)
         out = self.tail(self.features(res, routing), res)
-        if ph or pw:
+        if x.shape[-2:] != (h, w):
             s = self.config.scale
             out = out[..., : h * s, : w * s]
         return out
