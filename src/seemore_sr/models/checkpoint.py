@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._fs import atomic_path
-from .registry import VARIANTS, make_config, variant_of
+from .registry import VARIANTS, UnknownFieldError, make_config, variant_of
 from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
 
 __all__ = [
@@ -175,6 +175,8 @@ def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReCon
 def _config(fields: Mapping[str, object], overrides: Mapping[str, object]) -> SeemoReConfig:
     try:  # unknown override names stay an UnknownFieldError: the caller's mistake, not the file's
         return make_config(fields, overrides)
+    except UnknownFieldError:
+        raise
     except ValueError as e:
         raise CheckpointError(str(e)) from None
 
