@@ -224,7 +224,7 @@ def branches() -> None:
                 f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
         if train_branch(cool, sets, threads=2).wait():
             sys.exit(f"x2 cool-down failed, see {cool}/train.log")
-    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t))
+    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t), gpu_minutes(TRUNK))
     procs = {}
     warm = min(50, FINETUNE // 4)
     scales = (3, 4) if FINETUNE > 0 else ()  # FT_ITERS=0: the cool-down alone (x3 / x4 wait for a GPU)
@@ -241,7 +241,7 @@ def branches() -> None:
             sys.exit(f"x{s} fine-tune failed, see {run}/train.log")
     for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
-        finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run))
+        finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run), gpu_minutes(TRUNK))
     # The tree must stay small enough to travel to a GPU with the packed training set
     # (64 MiB): a branch keeps its log, eval and ledger entry; shipped weights live in the package.
     for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in scales)):
