@@ -19,6 +19,9 @@ running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 case "${1:-status}" in
   start)
     if running; then echo "trunk already running (pid $(cat "$PIDFILE"))"; exit 0; fi
+    # the repo's venv when the caller has none active (a trunk that cannot start must say so here)
+    if ! command -v seemore >/dev/null && [ -x .venv/bin/seemore ]; then PATH="$PWD/.venv/bin:$PATH"; fi
+    command -v seemore >/dev/null || { echo "campaign: seemore not found: activate the venv (README quick start)" >&2; exit 2; }
     nohup nice -n 10 seemore train cpu-trunk --run "$TRUNK" --no-progress >>"$TRUNK/train.log" 2>&1 &
     echo $! >"$PIDFILE"
     echo "trunk started (pid $!), log $TRUNK/train.log"
