@@ -93,7 +93,9 @@ def output_path(src: Path, outdir: Path, suffix: str, fmt: str | None, sub: Path
     return outdir / sub / f"{src.stem}{suffix}.{ext}"
 
 
-def _open(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def _open(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> Image.Image:
+    """``path`` checked (size limits, bomb guard, frames, channels) and decoded, upright.
+    ``decode=False``: the header and metadata only, for files whose pixels are read elsewhere."""
     try:
         if path.stat().st_size == 0:
             raise ValueError("empty file (0 bytes)")
@@ -109,10 +111,11 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                         )
                     if getattr(im, "n_frames", 1) > 1:
                         raise ValueError(f"animated image ({im.n_frames} frames); only single images are upscaled")
-                    im.load()
-                    info = dict(im.info)
-                    im = ImageOps.exif_transpose(im)
-                    im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
+                    if decode:
+                        im.load()
+                        info = dict(im.info)
+                        im = ImageOps.exif_transpose(im)
+                        im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -258,8 +261,8 @@ def upscale_files(
                     continue
                 if existing != "overwrite":
                     raise ValueError(f"output {dst} exists; use --overwrite or --skip-existing")
-            im = _open(src, max_pixels)  # also for a 16-bit colour PNG: size limits, ICC, DPI
             deep = _png16_colour(src)
+            im = _open(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
             if deep and out_fmt != "PNG":
                 raise ValueError("16-bit colour input: only PNG keeps its depth here; use --format png")
             _check_format(im, out_fmt)

@@ -97,12 +97,12 @@ def tile_shape(h: int, w: int, tile: int, f: int) -> tuple[int, int]:
     (``4**recursive``); a side shorter than ``tile`` gives its spare area to the other,
     so a 65536 x 1 image runs in 16 x 4096 tiles, not in 16 x 256 ones or whole.
     """
-    t = _round_tile(tile, f)
-    th, tw = min(_round_tile(max(h, f), f), t), min(_round_tile(max(w, f), f), t)
+    t, hh, ww = _round_tile(tile, f), _round_tile(h, f), _round_tile(w, f)  # each at least f
+    th, tw = min(hh, t), min(ww, t)
     if th < t:
-        tw = min(_round_tile(max(w, f), f), max(f, t * t // th // f * f))
+        tw = min(ww, max(f, t * t // th // f * f))
     elif tw < t:
-        th = min(_round_tile(max(h, f), f), max(f, t * t // tw // f * f))
+        th = min(hh, max(f, t * t // tw // f * f))
     return th, tw
 
 

@@ -167,7 +167,8 @@ class Upscaler:
         """The tile side used for an ``h x w`` input, 0 when it runs whole (one tile or none).
 
         Tiles go by area (:func:`~seemore_sr.inference.tiling.tile_shape`): ``tile x tile``
-        pixels each, so a 65536 x 1 strip costs the memory of a 256 x 256 tile.
+        pixels each, so a 65536 x 1 strip runs in tiles of a 256 x 256 tile's working set
+        (plus the whole-image feature maps every tiled run keeps).
         """
         tile = self.tile_for(h, w)
         return tile if tile and tile_count(h, w, tile, self.model.config.min_size) > 1 else 0
