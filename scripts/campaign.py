@@ -5,6 +5,8 @@
                                            current state, evaluated; ship what beats the package
     python scripts/campaign.py plot        docs/campaign.png (Set5 PSNR vs iterations and hours)
     python scripts/campaign.py adopt DIR   take the trunk state scripts/device_train.sh brought back
+    python scripts/campaign.py extend --scale 4 --iters 1500
+                                           continue the shipped x4 weights (warmup, linear decay)
 
 Branches are named by the trunk iteration they start from, so rerunning ``branches``
 after an interruption resumes them (each is an ordinary resumable run). A scale ships
@@ -158,7 +160,9 @@ def evaluate(run: Path, scale: int) -> dict:
     return json.loads(out.read_text())
 
 
-def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float, gpu: float = 0.0) -> None:
+def finish(
+    run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float, gpu: float = 0.0, continues: str = ""
+) -> None:
     """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it."""
     if any(e["run"] == run.name for e in ledger()):
         return
@@ -171,7 +175,7 @@ def finish(run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: flo
         shutil.copyfile(run / "eval.txt", ROOT / "results" / f"bundled-x{scale}.txt")
     entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
                  branch_iters=branch_iters, cpu_hours=round(hours, 3), gpu_minutes=round(gpu, 2), eval=result,
-                 shipped=better)  # fmt: skip
+                 shipped=better, **({"continues": continues} if continues else {}))  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
     (run / "state.pt").unlink(missing_ok=True)  # only the trunk's state stays in the tree
@@ -247,6 +251,30 @@ def branches() -> None:
     for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in scales)):
         for f in run.glob("*.safetensors"):
             f.unlink()
+
+
+def extend(scale: int, iters: int, lr: float) -> None:
+    """Continue the shipped x``scale`` weights for ``iters`` more iterations (warmup 50, then a
+    linear decay to 0 from ``lr``): a CPU session's way to give x3 / x4 more training than
+    their short fine-tunes had. Ships by the same rule; the ledger counts the iterations and
+    hours of the run it continues plus its own."""
+    base = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"][-1]
+    total = base["branch_iters"] + iters
+    run = RUNS / f"campaign-x{scale}-ext-{total}"
+    init = run / "init.safetensors"
+    if not init.exists():
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(WEIGHTS / f"seemore-tiny-x{scale}.safetensors", init)  # the weights it continues
+    if not (run / "latest.safetensors").exists() or _iteration(run) < iters:
+        sets = [f"model.scale={scale}", f"model.init_from={init.relative_to(ROOT)}", f"train.iterations={iters}",
+                f"train.lr={lr}", "train.warmup=50", f"train.decay={iters - 50}",
+                f"train.val_every={iters}"]  # fmt: skip
+        if train_branch(run, sets, threads=2).wait():
+            sys.exit(f"x{scale} extension failed, see {run}/train.log")
+    finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
+           continues=base["run"])  # fmt: skip
+    for f in run.glob("*.safetensors"):
+        f.unlink()
 
 
 def _iteration(run: Path) -> int:
@@ -352,10 +380,18 @@ def plot(out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["status", "branches", "plot", "adopt"])
+    p.add_argument("command", choices=["status", "branches", "plot", "adopt", "extend"])
     p.add_argument("folder", nargs="?", help="adopt: the folder device_train.sh's files came back to")
+    p.add_argument("--scale", type=int, choices=[2, 3, 4], help="extend: the shipped scale to continue")
+    p.add_argument("--iters", type=int, default=1500, help="extend: iterations (default 1500)")
+    p.add_argument("--lr", type=float, default=3e-4, help="extend: peak learning rate (default 3e-4)")
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
+    if args.command == "extend":
+        if not args.scale:
+            sys.exit("extend needs --scale")
+        extend(args.scale, args.iters, args.lr)
+        return
     if args.command == "adopt":
         if not args.folder:
             sys.exit("adopt needs the folder with the device's state.pt")
