@@ -1,4 +1,4 @@
-"""The ``seemore`` command line: profile, convert, upscale, eval, train, export, bench."""
+"""The ``seemore`` command line: profile, convert, upscale, serve, eval, train, export, explain, plot."""
 
 from __future__ import annotations
 
@@ -198,8 +198,41 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         subdirs=subdirs,
     )
     summary.failed[:0] = missing
+    reasons = " ".join(why for _, why in summary.failed)
+    for words, flag in _UPSCALE_HINTS.items():
+        if words in reasons:
+            print(f"hint: {flag}", file=sys.stderr)
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+# The batch module's messages name no flags (the web app shares them); the CLI adds its own.
+_UPSCALE_HINTS = {
+    "pixel limit": "--max-pixels N raises the pixel limit",
+    "choose PNG": "--format png|jpg|webp|tiff picks the output format",
+    "overwrite or skip": "--overwrite or --skip-existing decide what happens to existing outputs",
+    "output folder or a suffix": "-o DIR or --suffix TEXT keep outputs apart from the inputs",
+    "smaller tiles": "--tile N sets the tile side (e.g. 128)",
+}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .models.hub import bundled_weights
+    from .serve import serve
+
+    models = args.model or sorted(bundled_weights(), key=lambda m: m[-1], reverse=True)  # x4 (the default) first
+    if args.max_megapixels <= 0 or args.max_upload_mb <= 0 or args.queue <= 0:
+        raise ValueError("--max-megapixels, --max-upload-mb and --queue must be positive")
+    serve(
+        models,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_bytes=int(args.max_upload_mb * 2**20),
+        max_queue=args.queue,
+    )
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -367,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_upscale)
+
+    q = sub.add_parser("serve", help="a local web app: drop images in a browser, compare, download")
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    q.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    q.add_argument(
+        "--model",
+        action="append",
+        metavar="M",
+        help="registry name or checkpoint to offer; repeat for several (default: the bundled x2, x3, x4)",
+    )
+    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+    q.add_argument("--max-megapixels", type=float, default=16.0, help="largest input in megapixels (default 16)")
+    q.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload in MB (default 64)")
+    q.add_argument("--queue", type=int, default=8, help="images that may wait; more are refused (default 8)")
+    q.set_defaults(func=cmd_serve)
 
     q = sub.add_parser("eval", help="PSNR/SSIM on benchmark folders, the literature's protocol")
     q.add_argument("model", help="registry name (bundled weights), checkpoint path, or 'bicubic'")

@@ -14,7 +14,8 @@ Plotting lives in :mod:`seemore_sr.analysis.figures` (matplotlib, optional).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,15 @@ from torch import Tensor
 
 from ..models.seemore import SeemoRe, expert_ranks, route
 
-__all__ = ["Capture", "capture", "expert_ranks_of", "route_images", "routing_counts", "to_tensor"]
+__all__ = [
+    "Capture",
+    "capture",
+    "expert_ranks_of",
+    "recorded_routing",
+    "route_images",
+    "routing_counts",
+    "to_tensor",
+]
 
 
 def expert_ranks_of(model: SeemoRe) -> list[int]:
@@ -75,6 +84,33 @@ def _decisions(model: SeemoRe, hooks: _Hooks) -> list[tuple[Tensor, Tensor]]:
     for layer in _moe_layers(model):
         hooks.add(layer.gate, lambda m, inp, out, layer=layer: found.append(route(out, layer.topk, out.dtype)))
     return found
+
+
+@contextmanager
+def recorded_routing(*nets: torch.nn.Module) -> Iterator[list[list[int]]]:
+    """While the block runs, list the experts that each residual group of the fast inference
+    networks in ``nets`` chooses (for the first image of a batch), one entry per group pass.
+
+    It records what the upscale itself decided, at no extra cost. Networks that run no
+    Python per group (CUDA graphs, ONNX) record nothing: the list stays empty.
+    """
+    from ..inference.fast import FastSeemoRe
+
+    found: list[list[int]] = []
+    groups = list({id(g): g for n in nets if isinstance(n, FastSeemoRe) for g in n.groups}.values())
+    for g in groups:
+
+        def routing(mean: Tensor, original=g.routing) -> tuple[Tensor, Tensor]:
+            weights, experts = original(mean)
+            found.append(experts[0].tolist())
+            return weights, experts
+
+        g.routing = routing  # an instance attribute over the method, removed again below
+    try:
+        yield found
+    finally:
+        for g in groups:
+            del g.routing
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import struct
+import threading
 import time
 import warnings
 import zlib
@@ -18,13 +19,26 @@ from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES
 from .upscaler import Upscaler
 
-__all__ = ["collect_inputs", "output_path", "upscale_files", "Summary", "FORMATS", "MAX_PIXELS", "shown"]
+__all__ = [
+    "collect_inputs",
+    "open_checked",
+    "output_format",
+    "output_path",
+    "probe",
+    "upscale_files",
+    "Summary",
+    "FORMATS",
+    "MAX_PIXELS",
+    "shown",
+]
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIFs are read (single frame); their output is PNG
-# Our own input limit (pixels; `seemore upscale --max-pixels` raises it). Pillow's bomb guard
-# stays on at the same level, so a file that claims more is refused before it is decoded.
+# Our own input limit (pixels; callers raise it, e.g. `seemore upscale --max-pixels`). Pillow's bomb
+# guard is set to the same level while a file is opened, so a file that claims more is refused
+# before it is decoded. The messages here name no command-line flags: the CLI and the web app share them.
 MAX_PIXELS = 200_000_000
+_PIL_GUARD = threading.Lock()
 
 
 def shown(path: object) -> str:
@@ -78,13 +92,13 @@ def collect_inputs(
 
 
 def output_format(src: Path, fmt: str | None) -> tuple[str, str]:
-    """``(extension, Pillow format)`` of the output: ``--format``, else the input's, else PNG
+    """``(extension, Pillow format)`` of the output: ``fmt``, else the input's, else PNG
     for inputs we read but do not write (BMP, GIF)."""
     ext = (fmt or src.suffix.lstrip(".")).lower()
     if ext in FORMATS:
         return ext, FORMATS[ext]
     if fmt:
-        raise ValueError(f"cannot write format {fmt!r}; use --format png/jpg/webp/tiff")
+        raise ValueError(f"cannot write format {fmt!r}; choose png, jpg, webp or tiff")
     return "png", "PNG"
 
 
@@ -93,7 +107,7 @@ def output_path(src: Path, outdir: Path, suffix: str, fmt: str | None, sub: Path
     return outdir / sub / f"{src.stem}{suffix}.{ext}"
 
 
-def _open(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> Image.Image:
+def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> Image.Image:
     """``path`` checked (size limits, bomb guard, frames, channels) and decoded, upright.
     ``decode=False``: the header and metadata only, for files whose pixels are read elsewhere."""
     try:
@@ -101,13 +115,14 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> I
             raise ValueError("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            _PIL_GUARD.acquire()  # Pillow's guard is process-wide: one thread (the web app has two) sets it
             old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels  # Pillow's guard at our limit
             try:
                 with Image.open(path) as im:
                     if im.width * im.height > max_pixels:
                         raise ValueError(
                             f"{im.width}x{im.height} is over the {max_pixels:,} pixel limit "
-                            "(raise it with --max-pixels if the image is real)"
+                            "(raise the pixel limit if the image is real)"
                         )
                     if getattr(im, "n_frames", 1) > 1:
                         raise ValueError(f"animated image ({im.n_frames} frames); only single images are upscaled")
@@ -118,10 +133,11 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> I
                         im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
             finally:
                 Image.MAX_IMAGE_PIXELS = old
+                _PIL_GUARD.release()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(
             f"over the {max_pixels:,} pixel limit, a possible decompression bomb ({e}); "
-            "raise the limit with --max-pixels if the image is real"
+            "raise the pixel limit if the image is real"
         ) from None
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
@@ -135,6 +151,13 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = True) -> I
     return im
 
 
+def probe(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, after the checks made before
+    any upscale (size limits, bomb guard, frames, channels); ``ValueError`` names the problem."""
+    im = open_checked(path, max_pixels, decode=False)
+    return im.width, im.height
+
+
 def _png16_colour(path: Path) -> bool:
     """Whether ``path`` is a 16-bit colour PNG, which Pillow would read as 8 bits."""
     with path.open("rb") as f:
@@ -144,7 +167,7 @@ def _png16_colour(path: Path) -> bool:
 
 def _read_png16(path: Path) -> np.ndarray:
     """A 16-bit RGB or RGBA PNG at full depth, ``(H, W, 3 | 4)`` uint16 (with pypng: Pillow
-    has no 16-bit colour mode). Size limits are checked by :func:`_open` before this runs."""
+    has no 16-bit colour mode). Size limits are checked by :func:`open_checked` before this runs."""
     import png
 
     try:
@@ -190,9 +213,9 @@ def _check_format(im: Image.Image, fmt: str) -> None:
     if alpha and fmt == "JPEG":
         a = im.convert("RGBA").getchannel("A")
         if a.getextrema() != (255, 255):  # an opaque alpha is dropped, so that is fine
-            raise ValueError("JPEG cannot hold an alpha channel; use --format png or webp")
+            raise ValueError("JPEG cannot hold an alpha channel; choose PNG or WebP output")
     if im.mode in ("I;16", "I;16B", "I;16L", "I") and fmt in ("JPEG", "WEBP"):
-        raise ValueError(f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; use --format png or tiff")
+        raise ValueError(f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; choose PNG or TIFF output")
 
 
 def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool) -> None:
@@ -254,17 +277,17 @@ def upscale_files(
             _, out_fmt = output_format(src, fmt)
             dst = output_path(src, outdir, suffix, fmt, subdirs.get(src, Path()))
             if dst.resolve() in inputs:
-                raise ValueError(f"output {dst} would overwrite an input; choose another -o or a --suffix")
+                raise ValueError(f"output {dst} would overwrite an input; choose another output folder or a suffix")
             if dst.exists():
                 if existing == "skip":
                     summary.skipped.append(src)
                     continue
                 if existing != "overwrite":
-                    raise ValueError(f"output {dst} exists; use --overwrite or --skip-existing")
+                    raise ValueError(f"output {dst} exists; overwrite or skip existing outputs")
             deep = _png16_colour(src)
-            im = _open(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
+            im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
             if deep and out_fmt != "PNG":
-                raise ValueError("16-bit colour input: only PNG keeps its depth here; use --format png")
+                raise ValueError("16-bit colour input: only PNG keeps its depth here; choose PNG output")
             _check_format(im, out_fmt)
             out = upscaler(_read_png16(src) if deep else im)
             try:
@@ -281,7 +304,7 @@ def upscale_files(
             summary.done.append(dst)
         except (ValueError, OSError, MemoryError) as e:
             if isinstance(e, MemoryError):
-                e = ValueError("out of memory (try a smaller --tile)")
+                e = ValueError("out of memory (try smaller tiles)")
             summary.failed.append((str(src), str(e)))
             (bar.write if bar else log)(f"failed: {shown(src)}: {shown(e)}")
         finally:

@@ -102,7 +102,7 @@ class Upscaler:
         tile: int | str = "auto",
         outscale: float | None = None,
         backend: str = "torch",
-        progress: bool = False,
+        progress: bool | Callable[[int, int], None] = False,
         force_precision: bool = False,
     ) -> None:
         from ..models.hub import load_model
@@ -126,7 +126,9 @@ class Upscaler:
         if outscale is not None and outscale <= 0:
             raise ValueError(f"outscale must be positive, got {outscale}")
         self.outscale = outscale
-        self.progress = progress  # a progress bar over the tiles of big images
+        # True: a progress bar over the tiles of big images; a callable: ``progress(done, total)``
+        # after each tile step (a tiled run) or once per network pass (an untiled one)
+        self.progress = progress
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
         if backend == "onnxruntime":
@@ -201,7 +203,9 @@ class Upscaler:
         check = dtype == torch.float16
         if tile:
             bar = None
-            if progress is None and self.progress:
+            if progress is None and callable(self.progress):
+                progress = _counter(self.progress, tile_steps(self.model, *x.shape[-2:], tile))
+            elif progress is None and self.progress:
                 from tqdm import tqdm
 
                 steps = tile_steps(self.model, *x.shape[-2:], tile)
@@ -227,6 +231,8 @@ class Upscaler:
                 raise ValueError("sink is for tiled runs only")
             with autocast:
                 y = self.fast(x.to(self.device))
+            if callable(self.progress):
+                self.progress(1, 1)
         y = y.float()
         if check and not bool(torch.isfinite(y).all()):
             raise _NonFinite
@@ -354,6 +360,19 @@ class Upscaler:
 def _color(a: np.ndarray) -> np.ndarray:
     """The three colour planes the network sees: RGB of RGB(A), or gray repeated."""
     return a[..., :3] if a.shape[2] >= 3 else np.repeat(a[..., :1], 3, axis=2)
+
+
+def _counter(report: Callable[[int, int], None], total: int) -> Callable[[], None]:
+    """A step callback that reports ``(done, total)``."""
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        report(done, total)
+
+    report(0, total)
+    return step
 
 
 class _NonFinite(Exception):
