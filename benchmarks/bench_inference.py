@@ -4,6 +4,7 @@
     python benchmarks/bench_inference.py --models all --repeats 5
     python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
     python benchmarks/bench_inference.py --blocked             # each path's repeats back to back
+    python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel)
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
@@ -22,6 +23,7 @@ back to back, as when one module upscales a folder.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -34,8 +36,9 @@ import torch
 
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import cpu_description, time_call
+from seemore_sr.inference import nhwc
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize, unfused
+from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize
 from seemore_sr.models.complexity import paper_input_size
 
 
@@ -49,15 +52,18 @@ def paths_for(model, device, args):
     if device.type == "cpu":
 
         def nhwc_unfused(x, fast=fast):
-            with unfused():
+            fused, nhwc._DNN = nhwc._DNN, False  # a benchmark's switch, not the library's
+            try:
                 return fast(x)
+            finally:
+                nhwc._DNN = fused
 
         out["nhwc-unfused"] = nhwc_unfused  # the rewrite without oneDNN's fused post-ops
     out["optimize"] = fast
     if device.type == "cuda":
         out["nhwc-rewrite"] = FastSeemoRe(model)  # the CPU path, for comparison
     if args.compile:
-        out["optimize+compile"] = optimize(model, compile=True)
+        out["optimize+compile"] = torch.compile(optimize(model), dynamic=True)
     bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
     fast_bf16, fast_fp16 = optimize(model), optimize(model)  # own modules: CUDA graphs are per precision
     if bf16_ok:
@@ -75,11 +81,11 @@ def paths_for(model, device, args):
 
         out["optimize-fp16"] = fp16
         for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):  # the same in cuDNN's NHWC layout
-            graphed = CudaGraphed(model, half_channels_last=True)
+            graphed = CudaGraphed(copy.deepcopy(model).to(memory_format=torch.channels_last))
 
             def half_cl(x, fast=graphed, dt=dt):
                 with torch.autocast("cuda", dtype=dt):
-                    return fast(x)
+                    return fast(x.contiguous(memory_format=torch.channels_last))
 
             out[f"optimize-{name}-cl"] = half_cl
     if device.type == "cpu" and not args.no_onnx:
@@ -135,6 +141,76 @@ print((status('VmHWM') - base) / 1024)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _spandrel_arch(folder: str, file: str):
+    """One architecture file from spandrel (a benchmark-only dependency: ``pip install --no-deps
+    spandrel einops``). Its package ``__init__`` imports every architecture, some of them needing
+    torchvision, which does not import beside the CPU torch here; the files we time need only
+    torch, einops and ``spandrel.util``, so the package is entered without its ``__init__``."""
+    import importlib.util
+    import types
+
+    if "spandrel" not in sys.modules:
+        spec = importlib.util.find_spec("spandrel")
+        if spec is None:
+            raise SystemExit("--peers needs spandrel: pip install --no-deps spandrel einops")
+        pkg = types.ModuleType("spandrel")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["spandrel"] = pkg
+    path = os.path.join(sys.modules["spandrel"].__path__[0], "architectures", folder, "__arch", file)
+    mod_spec = importlib.util.spec_from_file_location(f"peer_{folder.lower()}", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def peers(args) -> int:
+    """The authors' SeemoRe-T (spandrel's copy of their architecture), SAFMN, SPAN and ours,
+    x4 to 1280x720, random weights, in one process, interleaved."""
+    torch.manual_seed(0)
+    ours = create_model("seemore-tiny-x4").eval()
+    cfg = ours.config
+    authors = _spandrel_arch("SeemoRe", "seemore_arch.py").SeemoRe(
+        scale=4, in_chans=3, num_experts=cfg.num_experts, num_layers=cfg.num_layers, embedding_dim=cfg.embedding_dim,
+        img_range=cfg.img_range, use_shuffle=cfg.use_shuffle, global_kernel_size=cfg.global_kernel_size,
+        recursive=cfg.recursive, lr_space=cfg.lr_space, topk=cfg.topk,
+    ).eval()  # fmt: skip
+    authors.load_state_dict(ours.state_dict())  # the released checkpoints' keys: the same weights
+    safmn = _spandrel_arch("SAFMN", "safmn.py").SAFMN(dim=36, n_blocks=8, ffn_scale=2.0, upscaling_factor=4).eval()
+    span = _spandrel_arch("SPAN", "span.py").SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=4).eval()
+    paths = {
+        "authors' SeemoRe-T": authors,
+        "SAFMN (36 ch, 8 blocks)": safmn,
+        "SPAN (48 ch)": span,
+        "ours, optimize() fp32": optimize(ours),
+    }
+    h, w = paper_input_size(4)
+    x = torch.rand(1, 3, h, w)
+    device = torch.device("cpu")
+    with torch.no_grad():
+        ref = authors(x)
+        diff = (paths["ours, optimize() fp32"](x) - ref).abs().max().item()
+        for f in paths.values():  # warm-up
+            f(x)
+        times = {k: [] for k in paths}
+        for _ in range(args.repeats):
+            for k, f in paths.items():
+                times[k].append(time_call(lambda f=f: f(x), device))
+    print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"# x4 to 1280x720 (input {w}x{h}), batch 1, fp32, random weights; {args.repeats} interleaved rounds")
+    print(f"# ours against the authors' architecture with the same weights: max |diff| {diff:.1e}")
+    base = statistics.median(times["authors' SeemoRe-T"])
+    print(f"{'model':<26} {'median ms':>10} {'range ms':>17} {'vs authors':>11}")
+    rows = {}
+    for k, t in times.items():
+        med = statistics.median(t)
+        rows[k] = {"median_ms": 1e3 * med, "min_ms": 1e3 * min(t), "max_ms": 1e3 * max(t), "vs_authors": med / base}
+        print(f"{k:<26} {1e3 * med:10.0f} {1e3 * min(t):8.0f}..{1e3 * max(t):<8.0f} {med / base:10.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": cpu_description(), "max_abs_diff_vs_authors": diff, "models": rows}, f, indent=1)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny-x4", help="comma list like tiny-x4,base-x2, or 'all'")
@@ -146,9 +222,12 @@ def main() -> int:
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--blocked", action="store_true", help="run each path's repeats back to back instead of interleaved")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--peers", action="store_true", help="ours against the authors' SeemoRe-T, SAFMN and SPAN (CPU)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.peers:
+        return peers(args)
     device = torch.device(args.device)
     torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32: no TF32 convolutions / GEMMs
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seemore_sr.bench import cpu_description, time_call
-from seemore_sr.inference.fast import _DNN, _conv, _layer_norm, _lin
+from seemore_sr.inference.nhwc import _DNN, _conv, _layer_norm, _lin
 
 CPU = torch.device("cpu")
 

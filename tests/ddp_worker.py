@@ -9,7 +9,7 @@ from seemore_sr.training.config import load_config
 from seemore_sr.training.trainer import train
 
 run, *sets = sys.argv[1:]
-train(load_config(None, sets), run, progress=False)
+result = train(load_config(None, sets), run, progress=False)
 rank = dist.get_rank()
-torch.save(train.last_model_state, f"{run}/rank{rank}.pt")  # type: ignore[attr-defined]
+torch.save(result["model"].state_dict(), f"{run}/rank{rank}.pt")  # each rank's own trained module
 dist.destroy_process_group()

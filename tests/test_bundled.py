@@ -20,6 +20,7 @@ def test_bundled_weights_ship_with_provenance():
         assert model.provenance["iterations"] > 0 and "train" in model.provenance["dataset"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_bundled_weights_beat_bicubic_on_set5(scale):
     """The shipping floor: at least +1.5 dB over bicubic on Set5."""
@@ -37,5 +38,11 @@ def test_main_job_upscales_the_sample(tmp_path):
 
 
 def test_readme_numbers_come_from_results():
-    table = json.loads((ROOT / "results" / "bundled-x4.json").read_text())
-    assert table["Set5"]["images"] == 5 and table["B100"]["images"] == 100
+    """The README's weights table shows what results/bundled-x*.json (``seemore eval``) measured."""
+    readme = (ROOT / "README.md").read_text()
+    for scale in (2, 3, 4):
+        table = json.loads((ROOT / "results" / f"bundled-x{scale}.json").read_text())
+        assert table["Set5"]["images"] == 5 and table["B100"]["images"] == 100
+        for name in ("Set5", "Set14", "B100"):
+            r = table[name]
+            assert f"| x{scale} | {name} | {r['psnr']:.2f} / {r['ssim']:.4f} |" in readme, (scale, name)

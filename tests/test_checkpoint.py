@@ -168,6 +168,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_profile_cli(capsys):
     assert main(["profile", "seemore-tiny-x4"]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ from PIL import Image
 
 from seemore_sr import create_model, save_model
 from seemore_sr.cli import main
+from seemore_sr.evaluation.evaluate import paper_numbers
 
 from .conftest import BENCH, ROOT
 
@@ -43,15 +44,19 @@ def test_eval_cli_outputs(tmp_path, capsys):
     assert "x3 model" in capsys.readouterr().err
 
 
-def test_eval_bicubic_compare_paper(capsys):
-    rc = main(["eval", "bicubic", "--data", str(BENCH / "Set5"), "--scale", "2", "--compare-paper", "--no-progress"])
-    assert rc == 0
+@pytest.mark.slow
+def test_eval_bicubic_compare_paper(capsys, tmp_path):
+    """Bicubic x2 on Set5 through the CLI reproduces the paper's row (x3 and x4: test_imresize_metrics)."""
+    args = ["eval", "bicubic", "--data", str(BENCH / "Set5"), "--scale", "2", "--compare-paper", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "33.673" in out and "33.66" in out
+    got, paper = json.loads((tmp_path / "r.json").read_text())["Set5"], paper_numbers("Bicubic", 2)["set5"]
+    assert got["images"] == 5 and abs(got["psnr"] - paper["psnr"]) <= 0.02 and abs(got["ssim"] - paper["ssim"]) <= 0.002
 
 
 def test_paper_table_ships_with_the_package():
-    from seemore_sr.evaluation.evaluate import PAPER_CSV, paper_numbers
+    from seemore_sr.evaluation.evaluate import PAPER_CSV
 
     assert PAPER_CSV.is_relative_to(ROOT / "src" / "seemore_sr")
     assert PAPER_CSV.read_text() == (ROOT.parent / "shared" / "reference" / "paper_results.csv").read_text()

@@ -11,6 +11,7 @@ from .conftest import GOLDEN
 ort = pytest.importorskip("onnxruntime")  # installed by .ci/run (the onnx extra)
 
 
+@pytest.mark.slow
 def test_export_routes_per_image_and_any_size(tmp_path):
     path = GOLDEN / "tiny_x4.safetensors"
     t = load_file(path)
@@ -29,6 +30,7 @@ def test_export_routes_per_image_and_any_size(tmp_path):
     assert y.shape == ref.shape and np.abs(y - ref).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_upscaler_onnx_backend():
     from seemore_sr import Upscaler
 

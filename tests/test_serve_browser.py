@@ -74,6 +74,7 @@ def until(condition, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -115,6 +116,7 @@ def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
     assert not jobs.root.exists()
 
 
+@pytest.mark.slow
 def test_leaving_the_page_cancels_its_job(browser, tmp_path):
     from selenium.webdriver.common.by import By
 

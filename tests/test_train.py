@@ -127,10 +127,12 @@ def test_train_writes_everything_and_finetunes_across_scales(tmp_path, data):
     train(load_config(None, sets(data, **{"model.scale": 3, "model.init_from": str(run / "latest.safetensors"),
                                            "train.iterations": 1})), x3, progress=False)  # fmt: skip
     a, b = load_file(run / "latest.safetensors"), torch.load(x3 / "state.pt", weights_only=True)["model"]
-    assert not torch.equal(a["conv_1.weight"], b["conv_1.weight"])  # trained on from x2's weights
+    step = (a["conv_1.weight"] - b["conv_1.weight"]).abs()
+    assert 0 < step.max() <= 5e-3  # one Adam step from x2's weights (a fresh init would be ~0.1 away)
     assert b["upsampler.0.weight"].shape[0] == 27
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted(tmp_path, data):
     args = sets(data, **{"train.iterations": 8, "train.ckpt_every": 1, "train.val_every": 100})
     straight = tmp_path / "straight"
@@ -159,6 +161,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, data):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_architecture_or_data(tmp_path, data):
     run = tmp_path / "run"
     train(load_config(None, sets(data, **{"train.iterations": 2})), run, progress=False)
@@ -217,6 +220,7 @@ def test_wsd_schedule():
         load_config(None, ["train.schedule=cosine"])
 
 
+@pytest.mark.slow
 def test_extend_then_branch(tmp_path, data):
     """A constant-lr run extended by resuming equals one run to the same length; a cool-down
     branch continues the trunk's state without touching the trunk."""
@@ -263,6 +267,7 @@ def test_time_limit_and_bad_state_files(tmp_path, data):
         train(load_config(None, sets(data)), foreign, progress=False)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_state_and_exits(tmp_path, data):
     run = tmp_path / "run"
     args = sets(data, **{"train.iterations": 10_000, "train.ckpt_every": 10_000, "train.val_every": 10_000})
@@ -281,6 +286,7 @@ def test_sigterm_saves_state_and_exits(tmp_path, data):
     assert 1 <= it < 10_000  # saved at the stop, not at a checkpoint interval
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -290,14 +296,17 @@ def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
     assert proc.returncode == 0, proc.stderr[-2000:]
     r0 = torch.load(run / "rank0.pt", weights_only=True)
     r1 = torch.load(run / "rank1.pt", weights_only=True)
+    torch.manual_seed(load_config(None, sets(data)).train.seed)  # the trainer's own initial weights
     start = create_model("seemore-tiny-x2").state_dict()
-    assert any(not torch.equal(r0[k], start[k]) for k in r0)
+    assert sum(not torch.equal(r0[k], start[k]) for k in r0) > len(r0) // 2  # trained, from that start
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
-    assert not (run / "rank1").exists()
+    losses = [json.loads(line)["iter"] for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    assert len(losses) == len(set(losses)) > 0  # one logger (rank 0), not one per rank
     assert (run / "latest.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_device_train_script_continues_the_trunk(tmp_path, data):
     """scripts/device_train.sh on the CPU: resumes a trunk state with the device's batch and patch
     and no validation set, stops on its time limit, and hands back state, weights and log."""
@@ -320,6 +329,7 @@ def test_device_train_script_continues_the_trunk(tmp_path, data):
     assert proc.returncode == 2 and "pack_devdata" in proc.stderr
 
 
+@pytest.mark.slow
 def test_device_train_script_makes_the_branches(tmp_path):
     """With COOL_S, scripts/device_train.sh also cools x2 from the trunk's new state and fine-tunes
     x3 and x4 from the cooled weights, each packed as a tar of its run folder (weights, log)."""

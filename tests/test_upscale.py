@@ -92,6 +92,7 @@ print(hwm() - base)
 """
 
 
+@pytest.mark.slow
 def test_tiled_memory_grows_with_the_tile_not_the_image():
     def peak(side, where):
         out = subprocess.run([sys.executable, "-c", PEAK, str(side), where], capture_output=True, text=True)
@@ -369,6 +370,7 @@ print(up.tiled(1, 20000), hwm() - base)
 """
 
 
+@pytest.mark.slow
 def test_a_thin_strip_is_tiled_by_default():
     """1 x 20000 pixels: the network computes 16 rows (its minimum side), 0.32 MP, which whole
     takes most of a GB; the default policy tiles it by area instead (issue 13)."""
@@ -404,3 +406,20 @@ def test_bf16_on_a_cpu_without_it_warns_once_and_runs_fp32(small_model, monkeypa
     assert Upscaler(small_model, device="cpu", precision="bf16").dtype == torch.bfloat16
     assert main(["profile", "seemore-tiny-x2", "--latency", "--input-size", "16", "16", "--repeats", "1"]) == 0
     assert f"cpu         {bench.cpu_description()}" in capsys.readouterr().out
+
+
+def test_upscaler_and_optimize_leave_the_callers_model_alone(small_model):
+    """No surprise mutation: a module handed to Upscaler or optimize keeps its mode and gradients."""
+    from seemore_sr import optimize
+
+    model = load_model(small_model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    up = Upscaler(model, device="cpu", tile=16)
+    fast = optimize(model)
+    x = torch.rand(1, 3, 40, 36)
+    y = up(x)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    with torch.no_grad():
+        assert (fast(x) - model(x)).abs().max() <= 1e-5 and (y - model(x).clamp(0, 1)).abs().max() <= 1e-5

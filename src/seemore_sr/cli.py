@@ -365,12 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suffix", default="", help="appended to output file names")
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
-    q.add_argument(
-        "--tile-overlap",
-        type=int,
-        default=None,
-        help="accepted for compatibility: tiles are exact, no overlap is needed",
-    )
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="compute precision (default fp32)"

@@ -82,22 +82,24 @@ def _decisions(model: SeemoRe, hooks: _Hooks) -> list[tuple[Tensor, Tensor]]:
     """
     found: list[tuple[Tensor, Tensor]] = []
     for layer in _moe_layers(model):
-        hooks.add(layer.gate, lambda m, inp, out, layer=layer: found.append(route(out, layer.topk, out.dtype)))
+        logits = layer.gate.body[-1]  # the router's linear layer: its output is the logits
+        hooks.add(logits, lambda m, inp, out, layer=layer: found.append(route(out, layer.topk, out.dtype)))
     return found
 
 
 @contextmanager
 def recorded_routing(*nets: torch.nn.Module) -> Iterator[list[list[int]]]:
-    """While the block runs, list the experts that each residual group of the fast inference
-    networks in ``nets`` chooses (for the first image of a batch), one entry per group pass.
+    """While the block runs, list the experts that each residual group of the networks in
+    ``nets`` (SeemoRe, FastSeemoRe: anything with stages) chooses for the first image of a
+    batch, one entry per group pass.
 
     It records what the upscale itself decided, at no extra cost. Networks that run no
     Python per group (CUDA graphs, ONNX) record nothing: the list stays empty.
     """
-    from ..inference.fast import FastSeemoRe
+    from ..models.stages import NetworkStages
 
     found: list[list[int]] = []
-    groups = list({id(g): g for n in nets if isinstance(n, FastSeemoRe) for g in n.groups}.values())
+    groups = list({id(g): g for n in nets if isinstance(n, NetworkStages) for g in n.groups}.values())
     for g in groups:
 
         def routing(mean: Tensor, original=g.routing) -> tuple[Tensor, Tensor]:
@@ -172,7 +174,7 @@ def capture(model: SeemoRe, image: np.ndarray | Tensor, *, group: int = 0) -> Ca
                 hooks.add(expert.conv_3, lambda m, inp, i=i: lowrank.__setitem__(i, inp[0][0].cpu()), pre=True)
         g = model.body[group]
         hooks.add(g, lambda m, inp: feats.__setitem__("before", inp[0][0].cpu()), pre=True)
-        hooks.add(g.local_block, lambda m, inp, out: feats.__setitem__("after_more", out[0].cpu()))
+        hooks.add(g.global_block, lambda m, inp: feats.__setitem__("after_more", inp[0][0].cpu()), pre=True)
         hooks.add(g.global_block, lambda m, inp, out: feats.__setitem__("after_see", out[0].cpu()))
         y = model(x)
     h, w = x.shape[-2:]

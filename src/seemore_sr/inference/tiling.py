@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoRe, SeemoReConfig, pad_to_min
-from .fast import CudaGraphed, FastSeemoRe, _Group
+from ..models.seemore import SeemoReConfig, pad_to_min
+from ..models.stages import GroupStages, NetworkStages
+from .cuda_graphs import CudaGraphed
 
 __all__ = [
     "tiled_forward",
@@ -79,6 +80,19 @@ def _crop_nhwc(t: Tensor, core: Box, outer: Box) -> Tensor:
     return t[:, y0 - ya : y1 - ya, x0 - xa : x1 - xa, :]
 
 
+# The whole-image maps are NHWC; a network's stages take NHWC (channels_last) or NCHW.
+def _from_map(t: Tensor, cl: bool) -> Tensor:
+    return t if cl else t.permute(0, 3, 1, 2)
+
+
+def _to_map(t: Tensor, cl: bool) -> Tensor:
+    return t if cl else t.permute(0, 2, 3, 1)
+
+
+def _crop_as(t: Tensor, core: Box, outer: Box, cl: bool) -> Tensor:
+    return _crop_nhwc(t, core, outer) if cl else _crop(t, core, outer)
+
+
 def _round_tile(tile: int, f: int) -> int:
     return max(f, -(-tile // f) * f)  # a multiple of 4**recursive: exact pooled context per tile
 
@@ -112,7 +126,7 @@ def tile_count(h: int, w: int, tile: int, f: int) -> int:
     return -(-max(h, f) // th) * -(-max(w, f) // tw)
 
 
-def tile_steps(model: SeemoRe | FastSeemoRe, h: int, w: int, tile: int) -> int:
+def tile_steps(model: nn.Module, h: int, w: int, tile: int) -> int:
     """How many times :func:`tiled_forward` calls ``progress`` for an ``h x w`` input."""
     return tile_count(h, w, tile, model.config.min_size) * (model.config.num_layers + 1)
 
@@ -223,46 +237,49 @@ def _resize_part(ctx: Tensor, size: tuple[int, int], box: Box) -> Tensor:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _group(g: _Group, src: _Map, dst: _Map, tile: tuple[int, int], f: int, halo: int, device, progress) -> None:
+def _group(g: GroupStages, src: _Map, dst: _Map, tile: tuple[int, int], f: int, halo: int, device, progress) -> None:
     """One residual group over the whole image, tile by tile: ``src`` features -> ``dst``."""
     n, H, W, c = src.shape
+    cl = g.channels_last
     pooled = None
     total = torch.zeros(n, c, device=device, dtype=torch.float64)
 
     # sweep 1: the router's global mean and the pooled context, tile by tile
     for core, outer in _tiles(H, W, tile, 2):
-        a, k = g.branches(src.read(outer, device))
-        total += _crop_nhwc(a, core, outer).double().sum((1, 2))
+        a, k = g.branches(_from_map(src.read(outer, device), cl))
+        total += _crop_as(a, core, outer, cl).double().sum((1, 2) if cl else (2, 3))
         if pooled is None:
             pooled = k.new_zeros(n, c, H // f, W // f)
         if core[1] - core[0] < f or core[3] - core[2] < f:
             continue  # an edge strip narrower than the pooling: no pooled pixel of its own
-        p = g.pool(_crop_nhwc(k, core, outer).contiguous())
+        p = g.pool(_crop_as(k, core, outer, cl).contiguous())
         pooled[..., core[0] // f : core[0] // f + p.shape[-2], core[2] // f : core[2] // f + p.shape[-1]] = p
     routing = g.routing((total / (H * W)).to(pooled.dtype))
     ctx = g.context(pooled)
 
     # sweep 2: the rest of the group with the whole image's routing and context, per tile
     for core, outer in _tiles(H, W, tile, halo):
-        t = src.read(outer, device)
+        t = _from_map(src.read(outer, device), cl)
         a, k = g.branches(t)
-        k = k + _resize_part(ctx, (H, W), outer).permute(0, 2, 3, 1).to(k.dtype)
-        dst.write(core, _crop_nhwc(g.finish(t, a, k, routing), core, outer))
+        part = _resize_part(ctx, (H, W), outer).to(k.dtype)
+        k = k + (part.permute(0, 2, 3, 1) if cl else part)
+        dst.write(core, _to_map(_crop_as(g.finish(t, a, k, routing), core, outer, cl), cl))
         if progress is not None:
             progress()
 
 
-def _fast_module(model: nn.Module) -> FastSeemoRe:
-    if isinstance(model, FastSeemoRe):
-        return model
-    if isinstance(model, CudaGraphed):
-        model = model.model
-    return FastSeemoRe(model).to(next(model.parameters()).device)
+def _stages(model: nn.Module) -> NetworkStages:
+    """The network the tiles run through: ``model`` itself (a SeemoRe runs its NCHW stages,
+    a FastSeemoRe its NHWC ones), or the eager network inside a CudaGraphed."""
+    net = model.model if isinstance(model, CudaGraphed) else model
+    if not isinstance(net, NetworkStages) or not all(isinstance(g, GroupStages) for g in net.groups):
+        raise TypeError(f"tiled_forward needs a network with stages (SeemoRe, FastSeemoRe), got {type(model).__name__}")
+    return net
 
 
 @torch.no_grad()
 def tiled_forward(
-    model: SeemoRe | FastSeemoRe | CudaGraphed,
+    model: nn.Module,
     x: Tensor,
     tile: int,
     progress: Callable[[], None] | None = None,
@@ -273,7 +290,9 @@ def tiled_forward(
     """``model(x)`` computed about ``tile x tile`` input pixels at a time (eval mode; tiles by
     area, :func:`tile_shape`), same result.
 
-    The tiles run through :class:`FastSeemoRe` (made from ``model`` unless it is one).
+    ``model``: any network with stages (:mod:`seemore_sr.models.stages`): a SeemoRe (NCHW,
+    cuDNN's path on a GPU), a FastSeemoRe (NHWC, the CPU's), or a CudaGraphed (its eager
+    network), in eval mode.
 
     ``x`` may live on the CPU while ``model`` is on a GPU: tiles are moved one at a time.
     ``progress`` is called once per tile and pass (:func:`tile_steps` of them). With ``sink``,
@@ -282,9 +301,10 @@ def tiled_forward(
     ``spill``: keep the whole-image feature maps in a temporary file (True), in memory
     (False), or decide from free memory (None).
     """
-    fast = _fast_module(model)
-    cfg = fast.config
-    device = fast.mean.device
+    net = _stages(model)
+    cfg = net.config
+    cl = net.groups[0].channels_last
+    device = net.mean.device
     h, w = x.shape[-2:]
     x = pad_to_min(x, cfg.min_size)
     H, W = x.shape[-2:]
@@ -307,13 +327,13 @@ def tiled_forward(
         ]
         for core, outer in _tiles(H, W, tile_hw, 1):
             t = x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device)
-            maps[0].write(core, _crop_nhwc(fast.head(t), core, outer))
-        for g in fast.groups:
+            maps[0].write(core, _to_map(_crop_as(net.head(t), core, outer, cl), cl))
+        for g in net.groups:
             _group(g, maps[0], maps[1], tile_hw, f, group_halo(cfg), device, progress)
             maps.reverse()
         for core, outer in _tiles(H, W, tile_hw, 3):
-            res = fast.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored
-            y = _crop(fast.tail(maps[0].read(outer, device), res), core, outer, s)
+            res = net.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored
+            y = _crop(net.tail(_from_map(maps[0].read(outer, device), cl), res), core, outer, s)
             y0, y1, x0, x1 = (v * s for v in core)
             y1, x1 = min(y1, h * s), min(x1, w * s)
             if y1 > y0 and x1 > x0:

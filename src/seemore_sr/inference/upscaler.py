@@ -16,6 +16,7 @@ fed to the network as colour; a fully opaque alpha is dropped.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable
@@ -90,7 +91,7 @@ class Upscaler:
     ``outscale``: final scale relative to the input (e.g. 3.5); the network's output
     is resized to it with MATLAB-style bicubic (antialiased when shrinking).
     ``precision="bf16"`` on a CPU without native bf16 (no ``avx512_bf16`` or AMX) warns once
-    and runs fp32, which was 2.2x faster there, unless ``force_precision`` insists.
+    and runs fp32, which is faster there (BENCHMARKS.md), unless ``force_precision`` insists.
     """
 
     def __init__(
@@ -115,7 +116,9 @@ class Upscaler:
         net = model if isinstance(model, nn.Module) else load_model(model)
         if not isinstance(net, SeemoRe):
             raise TypeError("model must be a SeemoRe network")
-        self.model = net.eval().to(self.device)
+        if net is model:  # the caller's module: left as it is (mode, device), we hold a copy
+            net = copy.deepcopy(net)
+        self.model = net.eval().requires_grad_(False).to(self.device)
         if precision == "bf16" and self.device.type == "cpu" and not force_precision and _no_native_bf16():
             precision = "fp32"
         self.dtype = _DTYPES[precision]
@@ -142,7 +145,6 @@ class Upscaler:
             from .fast import optimize
 
             self.fast = optimize(self.model)
-        self._fast_tiles: nn.Module | None = None  # FastSeemoRe for tiles, when ``fast`` is another kind
 
     # ------------------------------------------------------------------ tensors
     def tile_for(self, h: int, w: int) -> int:
@@ -150,8 +152,8 @@ class Upscaler:
 
         Tiles are exact, so "auto" picks by speed and memory. CPU: 256-pixel tiles above
         512x512 input pixels (faster than a whole-image pass there: the working set stays
-        in cache and small buffers are reused; 1000x752 -> x4 took 13.9 s tiled vs 15.7 s
-        whole). GPU: whole images while they fit in a quarter of free memory, else 512.
+        in cache and small buffers are reused; ``benchmarks/bench_tiling.py``, README).
+        GPU: whole images while they fit in a quarter of free memory, else 512.
         """
         if self.tile != "auto":
             return int(self.tile)
@@ -244,13 +246,11 @@ class Upscaler:
         return y
 
     def _tiler(self) -> nn.Module:
-        from .fast import FastSeemoRe
+        """What tiles run through: the NHWC network on the CPU, else the network's own NCHW
+        stages (cuDNN on a GPU; CUDA graphs replay whole images only)."""
+        from .nhwc import FastSeemoRe
 
-        if isinstance(self.fast, FastSeemoRe):
-            return self.fast
-        if self._fast_tiles is None:
-            self._fast_tiles = FastSeemoRe(self.model).to(self.device)
-        return self._fast_tiles
+        return self.fast if isinstance(self.fast, FastSeemoRe) else self.model
 
     def _alpha(self, alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         a = imresize(torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None], size=size)[0]

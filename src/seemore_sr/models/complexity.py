@@ -31,20 +31,20 @@ def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> 
 
     With ``expert`` set, the pass runs on the ``meta`` device (shapes only, instant).
     """
-    from .seemore import MoEBlock, MoELayer
+    from .seemore import MoELayer
 
     if expert is not None:
         model = copy.deepcopy(model).to("meta")
         x = torch.empty(x.shape, device="meta")
         for m in model.modules():
             if isinstance(m, MoELayer):
-                m.forward = lambda x, k, routing=None, e=m.experts[expert]: x + e(x, k)
+                m.forward = lambda x, k, routing, e=m.experts[expert]: x + e(x, k)
 
     total = 0
 
     def resize_hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal total
-        total += 4 * inp[0].numel()  # bilinear resize of k (C channels, full size)
+        total += 4 * inp[1].numel()  # calibrate's bilinear resize, to k's size (MoRE's second input)
 
     def conv_hook(m: nn.Conv2d, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
         nonlocal total
@@ -61,7 +61,7 @@ def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> 
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
-        elif isinstance(m, MoEBlock):
+        elif isinstance(m, MoELayer):
             handles.append(m.register_forward_hook(resize_hook))
     try:
         with torch.no_grad():

@@ -136,6 +136,8 @@ class StripedConv2d(nn.Module):
 
 
 class GatedFFN(nn.Module):
+    """The gated feed-forward network (GFFN) after each expert: a depthwise-conv gate on half the channels."""
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.fn_1 = nn.Sequential(nn.Conv2d(dim, 2 * dim, 1), nn.GELU())
@@ -148,7 +150,7 @@ class GatedFFN(nn.Module):
 
 
 class StripedConvFormer(nn.Module):
-    """SME's token mixer: a large striped depthwise conv gating a value branch."""
+    """SEE (Spatial Enhancement Expertise), SME's token mixer: a large striped depthwise conv gating a value branch."""
 
     def __init__(self, dim: int, kernel_size: int) -> None:
         super().__init__()
@@ -175,12 +177,18 @@ class Expert(nn.Module):
 
 
 class Router(nn.Module):
+    """The router: expert logits from the spatial mean of RME's features (one decision per image)."""
+
     def __init__(self, dim: int, num_experts: int) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(dim, num_experts, bias=False))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+    def logits(self, mean: Tensor) -> Tensor:
+        """The logits from an already averaged ``[N, C]`` input (what tiles add up to)."""
+        return self.body[2](mean)
 
 
 def route(logits: Tensor, topk: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -196,12 +204,12 @@ def dense_mix(weights: Tensor, chosen: Tensor, num_experts: int) -> Tensor:
 
 
 class MoELayer(nn.Module):
-    """Mixture of low-rank experts, routed per image; only chosen experts are computed.
+    """MoRE (Mixture of Low-Rank Expertise), routed per image; only chosen experts are computed.
 
-    ``routing`` (optional) fixes ``(weights, experts)`` instead of deriving them from
-    ``x``; tiled inference uses it to apply the whole image's routing to every tile.
-    ``dense = True`` evaluates every expert and zero-weights the unchosen ones (the
-    authors' training path): same outputs, but a static graph for export.
+    ``routing`` is ``(weights, experts)`` from :meth:`ResGroup.routing` (the whole image's
+    decision, also when tiles run one at a time). ``dense = True`` evaluates every expert
+    and zero-weights the unchosen ones (the authors' training path): same outputs, but a
+    static graph for export.
     """
 
     dense: bool = False
@@ -213,10 +221,11 @@ class MoELayer(nn.Module):
         self.topk = topk
 
     def routing(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The decision for features ``x``: ``(weights [N, k], experts [N, k])``."""
         return route(self.gate(x), self.topk, x.dtype)
 
-    def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        weights, chosen = routing if routing is not None else self.routing(x)
+    def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor]) -> Tensor:
+        weights, chosen = routing
         if self.dense:
             mix = dense_mix(weights, chosen, len(self.experts))
             out = x
@@ -244,7 +253,8 @@ class MoELayer(nn.Module):
 
 
 class MoEBlock(nn.Module):
-    """RME's mixer: local features ``x`` and calibrated context ``k`` feed the experts."""
+    """RME's mixer: local features ``a`` and calibrated context ``k`` feed MoRE (the experts).
+    Its stages run from :class:`ResGroup`."""
 
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
@@ -271,25 +281,10 @@ class MoEBlock(nn.Module):
                 x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
         return x.chunk(2, dim=1)
 
-    def context(self, k: Tensor) -> Tensor:
-        """The low-resolution context pyramid of ``calibrate``, before upsampling."""
-        for _ in range(self.recursive):
-            k = self.agg_conv(k)
-        return self.conv(k)
-
-    def calibrate(self, k: Tensor) -> Tensor:
-        ctx = F.interpolate(self.context(k), size=k.shape[-2:], mode="bilinear", align_corners=False)
-        return k + ctx
-
-    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        x, k = self.split(x)
-        x = self.conv_2(x)
-        k = self.calibrate(k)
-        return self.proj(self.moe_layer(x, k, routing))
-
 
 class RME(nn.Module):
-    """Rank modulating expert: pre-norm MoE block and gated FFN, each residual."""
+    """Rank modulating expert: pre-norm MoE block and gated FFN, each residual.
+    Its stages run from :class:`ResGroup`."""
 
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
@@ -297,10 +292,6 @@ class RME(nn.Module):
         self.block = MoEBlock(dim, cfg)
         self.norm_2 = LayerNorm(dim)
         self.ffn = GatedFFN(dim)
-
-    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        x = self.block(self.norm_1(x), routing) + x
-        return self.ffn(self.norm_2(x)) + x
 
 
 class SME(nn.Module):
@@ -319,13 +310,60 @@ class SME(nn.Module):
 
 
 class ResGroup(nn.Module):
+    """A residual group (RG): the rank modulating expert (RME), then the spatial modulating expert (SME).
+
+    Written as stages, cut at the group's two whole-image operations, the router's mean
+    and ``calibrate``'s pooled context (the interface of :mod:`seemore_sr.models.stages`;
+    tiled inference runs the same stages tile by tile):
+
+    - :meth:`branches`: ``norm_1``, the mixer's ``conv_1`` (and channel shuffle) split
+      into ``a`` (after the striped ``conv_2``) and ``k``;
+    - :meth:`pool` and :meth:`context`: ``calibrate``'s strided pooling and its convs;
+      upsampled bilinearly and added to ``k``;
+    - :meth:`routing`: the router's decision from the spatial mean of ``a``;
+    - :meth:`finish`: MoRE, ``proj`` and the residual, the gated FFN, then SME.
+    """
+
+    channels_last = False  # the stages take and give NCHW tensors
+
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
         self.local_block = RME(dim, cfg)
         self.global_block = SME(dim, cfg.global_kernel_size)
 
-    def forward(self, x: Tensor, routing: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        return self.global_block(self.local_block(x, routing))
+    def forward(self, x: Tensor) -> Tensor:
+        a, k = self.branches(x)
+        ctx = F.interpolate(self.context(self.pool(k)), size=k.shape[-2:], mode="bilinear", align_corners=False)
+        return self.finish(x, a, k + ctx, self.routing(a.mean((2, 3))))
+
+    def branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """RME's two branches ``(a, k)``, before calibration."""
+        mixer = self.local_block.block
+        a, k = mixer.split(self.local_block.norm_1(x))
+        return mixer.conv_2(a), k
+
+    def pool(self, k: Tensor) -> Tensor:
+        """``calibrate``'s strided pooling: ``recursive`` depthwise 4x4 convs of stride 4."""
+        mixer = self.local_block.block
+        for _ in range(mixer.recursive):
+            k = mixer.agg_conv(k)
+        return k
+
+    def context(self, pooled: Tensor) -> Tensor:
+        """The pooled context's depthwise and pointwise convs (still at low resolution)."""
+        return self.local_block.block.conv(pooled)
+
+    def routing(self, mean: Tensor) -> tuple[Tensor, Tensor]:
+        """The router's ``(weights, experts)`` from the ``[N, C]`` spatial mean of ``a``."""
+        moe = self.local_block.block.moe_layer
+        return route(moe.gate.logits(mean), moe.topk, mean.dtype)
+
+    def finish(self, x: Tensor, a: Tensor, k: Tensor, routing: tuple[Tensor, Tensor]) -> Tensor:
+        """The rest of the group, given the calibrated ``k`` and the routing: MoRE, FFN, SME."""
+        rme = self.local_block
+        x = rme.block.proj(rme.block.moe_layer(a, k, routing)) + x
+        x = rme.ffn(rme.norm_2(x)) + x
+        return self.global_block(x)
 
 
 # ----------------------------------------------------------------------------- network
@@ -349,30 +387,31 @@ class SeemoRe(nn.Module):
         s = config.scale
         self.upsampler = nn.Sequential(nn.Conv2d(c, n * s * s, 3, padding=1), nn.PixelShuffle(s))
 
-    def forward(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x = pad_to_min(x, self.config.min_size)
         res = self.head(x)
-        out = self.tail(self.features(res, routing), res)
+        feat = res
+        for group in self.body:
+            feat = group(feat)
+        out = self.tail(feat, res)
         if x.shape[-2:] != (h, w):
             s = self.config.scale
             out = out[..., : h * s, : w * s]
         return out
 
+    @property
+    def groups(self) -> nn.ModuleList:
+        """The residual groups (``body``, named as the checkpoints name it)."""
+        return self.body
+
     def head(self, x: Tensor) -> Tensor:
+        """Shallow features: the image, centred and scaled, through ``conv_1``."""
         return self.conv_1((x - self.mean) * self.config.img_range)
 
-    def features(self, x: Tensor, routing: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-        for i, group in enumerate(self.body):
-            x = group(x, None if routing is None else routing[i])
-        return x
-
     def tail(self, x: Tensor, res: Tensor) -> Tensor:
+        """The groups' output and the head's -> the upscaled image (``norm``, ``conv_2``, pixel shuffle)."""
         x = self.conv_2(self.norm(x)) + res
         return self.upsampler(x) / self.config.img_range + self.mean
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

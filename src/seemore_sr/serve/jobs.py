@@ -310,7 +310,7 @@ class Jobs:
                 progress=self._progress(job),
             )  # fmt: skip
             tiled = upscaler.tiled(job.size[1], job.size[0])
-            with recorded_routing(upscaler.fast) as routing:
+            with recorded_routing(upscaler.fast, upscaler.model) as routing:  # whole images, tiles
                 summary = upscale_files(
                     upscaler,
                     [job.src],

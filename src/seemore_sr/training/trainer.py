@@ -1,7 +1,8 @@
 """``seemore train``: the paper's recipe, resumable, data-parallel.
 
-The loop reads top to bottom: build model and data, restore the latest state if any,
-then step / log / validate / checkpoint. Run directory layout::
+The loop (``_train``) reads top to bottom: set up processes, model and data
+(``_setup``), restore the latest state if any (``_restore``), then step / log
+(``_RunLog``) / validate / checkpoint (``_Checkpoint``). Run directory layout::
 
     run/
       config.yaml        the resolved config
@@ -23,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -143,15 +145,17 @@ def _val_set(folder: str, scale: int) -> list[tuple[Tensor, Tensor]]:
 
 @torch.no_grad()
 def validate(model: nn.Module, pairs: list[tuple[Tensor, Tensor]], scale: int) -> dict[str, float]:
-    from ..inference.fast import optimize
-
-    fast = optimize(model.eval())
-    model.train()
+    """PSNR / SSIM (Y channel, ``scale`` pixels cropped) of ``model`` itself, the module being
+    trained (or its EMA), in eval mode; its mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
     ps, ss = [], []
-    for lr, hr in pairs:
-        sr = fast(lr).clamp(0, 1)
+    for low, hr in pairs:
+        sr = model(low.to(device)).float().clamp(0, 1).cpu()
         ps.append(psnr_torch(sr, hr, scale).item())
         ss.append(ssim_torch(sr, hr, scale).item())
+    model.train(was_training)
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
 
 
@@ -227,7 +231,8 @@ def train(
     stop_after: int | None = None,
     time_limit: float | None = None,
 ) -> dict:
-    """Train (or resume) in ``run_dir``. ``stop_after`` ends early at that iteration (tests).
+    """Train (or resume) in ``run_dir``: ``{"iteration", "best_psnr", "best_iter", "model"}``,
+    the last being the trained module (this rank's). ``stop_after`` ends early at that iteration.
 
     A SIGTERM, or ``time_limit`` seconds of training (counted from the first step, so
     loading and validation before it are not charged), stops the run cleanly: the
@@ -256,9 +261,33 @@ def _check_data_paths(cfg: TrainConfig) -> None:
         )
 
 
-def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, stopping: _Stop) -> dict:
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not dist.is_initialized():
+@dataclass
+class _Setup:
+    """Everything the loop needs, built (and checked) before the first step."""
+
+    cfg: TrainConfig
+    run: Path
+    rank: int
+    world: int
+    device: torch.device
+    per_rank: int
+    model: SeemoRe  # the module being trained (DDP wraps it as ``net``)
+    net: nn.Module
+    ema: SeemoRe | None
+    opt: torch.optim.Optimizer
+    data: PairedImages
+    val: list[tuple[Tensor, Tensor]]
+    skipped: list[str]  # init_from: parameters left at their initial values (another scale's upsampler)
+
+    @property
+    def weights(self) -> SeemoRe:
+        """What is validated and saved as the run's weights: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.model
+
+
+def _setup(cfg: TrainConfig, run: Path) -> _Setup:
+    """Processes (torchrun's ranks), device, model, optimizer, EMA and data."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = _rank()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -270,204 +299,260 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
         torch.set_num_threads(t.threads)
     if t.batch_size % world:
         raise ConfigError(f"train.batch_size {t.batch_size} does not split across {world} ranks")
-    per_rank = t.batch_size // world
-
-    # --- everything that can fail is checked before the first step
     _check_data_paths(cfg)
     mcfg = config_for(f"seemore-{cfg.model.variant}-x{cfg.model.scale}")
     torch.manual_seed(t.seed)
     model = SeemoRe(mcfg)
-    skipped: list[str] = []
-    if cfg.model.init_from:
-        skipped = _init_from(model, cfg.model.init_from)
+    skipped = _init_from(model, cfg.model.init_from) if cfg.model.init_from else []
     data = PairedImages(cfg.data.train, mcfg.scale, cfg.data.patch_size, t.seed, cfg.data.skip_small)
     val = _val_set(cfg.data.val, mcfg.scale) if cfg.data.val else []
     model.to(device)
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
-    params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     ema = None
     if t.ema_decay:
         ema = SeemoRe(mcfg).to(device)
         ema.load_state_dict(model.state_dict())
         ema.requires_grad_(False)
-    state_path = run / "state.pt"
-    start, best, history_best_iter = 0, -math.inf, None
-    source = state_path if state_path.exists() else (Path(t.branch_from) if t.branch_from else None)
-    resumed_from = None
-    if source is not None:
-        state = _load_state(source)
-        changed = _what_changed(state, cfg, data)
-        if changed:
-            raise TrainingError(
-                f"{source}: holds a run with another config ({', '.join(changed)} differ); only the network "
-                "and the training images are fixed"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"] or state["model"])
-        start = state["iteration"]
-        if source == state_path:
-            best, history_best_iter = state["best_psnr"], state["best_iter"]
-            torch.set_rng_state(state["rng_cpu"])
-            old, new = state["config"], cfg.to_dict()
-            resumed_from = [
-                f"{sec}.{k} {old[sec].get(k)} -> {v}"
-                for sec in ("data", "train")
-                for k, v in new[sec].items()
-                if old[sec].get(k) != v
-            ]
-        else:
-            resumed_from = [f"branched from {source} at iteration {start}"]
-        if start > t.iterations:
-            raise TrainingError(f"{source}: already at iteration {start}, past train.iterations={t.iterations}")
     net: nn.Module = model
-    if distributed:
-        # Ranks route to different experts, so some parameters go unused on some ranks.
+    if world > 1:  # ranks route to different experts, so some parameters go unused on some ranks
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        print(
-            f"train: {mcfg.num_layers} layers x {mcfg.embedding_dim} ch, x{mcfg.scale}; {len(data)} images "
-            f"({len(data.skipped)} skipped as smaller than the patch) loaded in {data.load_seconds:.1f}s; "
-            f"{world} rank(s) on {device}; starting at iteration {start}/{t.iterations}"
-            + (
-                f"; init from {cfg.model.init_from} (new: {', '.join(skipped) or 'none'})"
-                if cfg.model.init_from and source is None
-                else ""
-            )
-            + (f"; changed: {'; '.join(resumed_from)}" if resumed_from else ""),
-            flush=True,
+    return _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
+
+
+@dataclass
+class _Progress:
+    """Where the run stands: the iteration reached and the best validation so far."""
+
+    iteration: int = 0
+    best: float = -math.inf
+    best_iter: int | None = None
+    notes: list[str] = field(default_factory=list)  # what changed since the state that was resumed
+
+
+def _restore(s: _Setup) -> tuple[_Progress, Path | None]:
+    """Resume ``run/state.pt``, or branch from ``train.branch_from``; ``(progress, source)``."""
+    t, state_path = s.cfg.train, s.run / "state.pt"
+    source = state_path if state_path.exists() else (Path(t.branch_from) if t.branch_from else None)
+    if source is None:
+        return _Progress(), None
+    state = _load_state(source)
+    changed = _what_changed(state, s.cfg, s.data)
+    if changed:
+        raise TrainingError(
+            f"{source}: holds a run with another config ({', '.join(changed)} differ); only the network "
+            "and the training images are fixed"
         )
-    provenance = dict(dataset=",".join(cfg.data.train), recipe=json.dumps(cfg.to_dict()), batch_size=t.batch_size)
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["optimizer"])
+    if s.ema is not None:
+        s.ema.load_state_dict(state["ema"] or state["model"])
+    done = _Progress(state["iteration"])
+    if source == state_path:
+        done.best, done.best_iter = state["best_psnr"], state["best_iter"]
+        torch.set_rng_state(state["rng_cpu"])
+        old, new = state["config"], s.cfg.to_dict()
+        done.notes = [
+            f"{sec}.{k} {old[sec].get(k)} -> {v}" for sec in ("data", "train") for k, v in new[sec].items()
+            if old[sec].get(k) != v
+        ]  # fmt: skip
+    else:
+        done.notes = [f"branched from {source} at iteration {done.iteration}"]
+    if done.iteration > t.iterations:
+        raise TrainingError(f"{source}: already at iteration {done.iteration}, past train.iterations={t.iterations}")
+    return done, source
 
-    def save(it: int, metrics: dict | None = None) -> None:
-        """state.pt first, then the weights: latest.safetensors is never ahead of the state."""
-        if rank != 0:
+
+class _RunLog:
+    """The run's record on rank 0: metrics.jsonl, TensorBoard (when installed), the progress
+    bar and the console; every method is a no-op on the other ranks."""
+
+    def __init__(self, s: _Setup, start: int, resumed: bool, progress: bool) -> None:
+        self.on, self.device = s.rank == 0, s.device.type
+        self.file = self.tb = self.bar = None
+        self.sum, self.count = 0.0, 0
+        self.tick, self.cpu_tick = time.perf_counter(), time.process_time()
+        if not self.on:
             return
-        weights = ema if ema is not None else model
-        state = {
-            "iteration": it,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "ema": ema.state_dict() if ema is not None else {},
-            "best_psnr": best,
-            "best_iter": history_best_iter,
-            "rng_cpu": torch.get_rng_state(),
-            "config": cfg.to_dict(),
-            "data": data.fingerprint,
-        }
+        metrics = s.run / "metrics.jsonl"
+        if resumed and metrics.exists():  # rows logged after the state being resumed were lost with the run
+            lines = metrics.read_text().splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line).get("iter", 0) <= start]
+            if len(kept) != len(lines):
+                with atomic_path(metrics) as tmp:
+                    tmp.write_text("".join(line + "\n" for line in kept))
+        self.file = metrics.open("a")
         try:
-            _atomic_torch_save(state, state_path)
-            save_model(weights, run / "latest.safetensors", iterations=it, **provenance, **(metrics or {}))
-        except OSError as e:
-            raise TrainingError(f"{run}: could not save the state at iteration {it} ({e.strerror or e})") from None
-
-    if rank == 0 and source == state_path and (run / "metrics.jsonl").exists():
-        # rows logged after the state being resumed were lost with the run: drop them
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("iter", 0) <= start]
-        if len(kept) != len(lines):
-            with atomic_path(run / "metrics.jsonl") as tmp:
-                tmp.write_text("".join(line + "\n" for line in kept))
-
-    log = (run / "metrics.jsonl").open("a") if rank == 0 else None
-    tb = None
-    if rank == 0:
-        try:  # TensorBoard when installed; the JSONL log is always written
             from torch.utils.tensorboard import SummaryWriter
 
-            tb = SummaryWriter(str(run / "tb"))
+            self.tb = SummaryWriter(str(s.run / "tb"))
         except ImportError:
             pass
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=t.iterations, initial=start, dynamic_ncols=True, unit="it")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+            self.bar = tqdm(total=s.cfg.train.iterations, initial=start, dynamic_ncols=True, unit="it")
+
+    def say(self, message: str) -> None:
+        if self.on:
+            (self.bar.write if self.bar is not None else lambda m: print(m, flush=True))(message)
+
+    def _write(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def step(self, done: int, loss: float, learning_rate: float, every: int) -> None:
+        """One training step; every ``every`` steps a row: mean loss, it/s, CPU-seconds."""
+        self.sum, self.count = self.sum + loss, self.count + 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+        if done % every or not self.on:
+            return
+        mean = self.sum / self.count
+        speed = self.count / (time.perf_counter() - self.tick)
+        cpu = time.process_time() - self.cpu_tick  # CPU-seconds of this process (all threads)
+        # device: GPU rows count as GPU-minutes, not CPU-hours
+        self._write(
+            {"iter": done, "loss": mean, "lr": learning_rate, "it_s": speed, "cpu_s": cpu, "device": self.device}
+        )
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", mean, done)
+            self.tb.add_scalar("train/lr", learning_rate, done)
+        self.sum, self.count, self.tick, self.cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
+
+    def validation(self, done: int, metrics: dict) -> None:
+        self._write({"iter": done, "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]})
+        if self.tb is not None:
+            self.tb.add_scalar("val/psnr", metrics["psnr"], done)
+            self.tb.add_scalar("val/ssim", metrics["ssim"], done)
+        if self.bar is not None:
+            self.bar.write(f"iter {done}: Set5 PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+
+    def close(self, run: Path) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()
+            plot_curves(run)
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _Checkpoint:
+    """Writes the run's state and weights (rank 0): state.pt first, then latest.safetensors,
+    so the weights are never ahead of the state; best.safetensors on a new best."""
+
+    def __init__(self, s: _Setup) -> None:
+        self.s = s
+        t = s.cfg.train
+        self.provenance = dict(dataset=",".join(s.cfg.data.train), recipe=json.dumps(s.cfg.to_dict()),
+                               batch_size=t.batch_size)  # fmt: skip
+
+    def save(self, p: _Progress, metrics: dict | None = None) -> None:
+        s = self.s
+        if s.rank != 0:
+            return
+        state = {
+            "iteration": p.iteration,
+            "model": s.model.state_dict(),
+            "optimizer": s.opt.state_dict(),
+            "ema": s.ema.state_dict() if s.ema is not None else {},
+            "best_psnr": p.best,
+            "best_iter": p.best_iter,
+            "rng_cpu": torch.get_rng_state(),
+            "config": s.cfg.to_dict(),
+            "data": s.data.fingerprint,
+        }
+        extra = {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else {}
+        try:
+            _atomic_torch_save(state, s.run / "state.pt")
+            save_model(s.weights, s.run / "latest.safetensors", iterations=p.iteration, **self.provenance, **extra)
+        except OSError as e:
+            raise TrainingError(
+                f"{s.run}: could not save the state at iteration {p.iteration} ({e.strerror or e})"
+            ) from None
+
+    def best(self, p: _Progress, metrics: dict) -> None:
+        save_model(self.s.weights, self.s.run / "best.safetensors", iterations=p.iteration,
+                   val_psnr=metrics["psnr"], val_ssim=metrics["ssim"], **self.provenance)  # fmt: skip
+
+
+def _announce(s: _Setup, p: _Progress, source: Path | None) -> None:
+    """config.yaml, and one line saying what runs where, from where."""
+    if s.rank != 0:
+        return
+    s.run.mkdir(parents=True, exist_ok=True)
+    (s.run / "config.yaml").write_text(yaml.safe_dump(s.cfg.to_dict(), sort_keys=False))
+    m, cfg = s.model.config, s.cfg
+    line = (
+        f"train: {m.num_layers} layers x {m.embedding_dim} ch, x{m.scale}; {len(s.data)} images "
+        f"({len(s.data.skipped)} skipped as smaller than the patch) loaded in {s.data.load_seconds:.1f}s; "
+        f"{s.world} rank(s) on {s.device}; starting at iteration {p.iteration}/{cfg.train.iterations}"
+    )
+    if cfg.model.init_from and source is None:
+        line += f"; init from {cfg.model.init_from} (new: {', '.join(s.skipped) or 'none'})"
+    if p.notes:
+        line += f"; changed: {'; '.join(p.notes)}"
+    print(line, flush=True)
+
+
+def _step(s: _Setup, it: int, autocast) -> float:
+    """One optimizer step on this rank's slice of global batch ``it``; the loss."""
+    t = s.cfg.train
+    low, hr = s.data.batch(it, s.per_rank, offset=s.rank * s.per_rank)
+    low, hr = low.to(s.device, non_blocking=True), hr.to(s.device, non_blocking=True)
+    if t.channels_last:
+        low = low.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        sr = s.net(low)
+    loss = sr_loss(sr.float(), hr, t.fft_weight)
+    s.opt.zero_grad(set_to_none=False)
+    loss.backward()
+    for p in s.model.parameters():  # unrouted experts: zero gradient, as in the reference's dense path
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    s.opt.step()
+    if s.ema is not None:
+        with torch.no_grad():
+            for pe, pm in zip(s.ema.parameters(), s.model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - t.ema_decay)
+    return loss.item()
+
+
+def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, stopping: _Stop) -> dict:
+    s = _setup(cfg, run)  # everything that can fail is checked before the first step
+    p, source = _restore(s)
+    _announce(s, p, source)
+    log = _RunLog(s, p.iteration, source == run / "state.pt", progress)
+    ckpt, t = _Checkpoint(s), cfg.train
+    autocast = torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     end = t.iterations if stop_after is None else min(t.iterations, stop_after)
-    net.train()
-    running, count, tick, cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
+    s.net.train()
     stopping.start()
-    for it in range(start, end):
-        for group in opt.param_groups:
-            group["lr"] = schedule_lr(it, t)
-        lr, hr = data.batch(it, per_rank, offset=rank * per_rank)
-        lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-        if t.channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            sr = net(lr)
-        loss = sr_loss(sr.float(), hr, t.fft_weight)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        for p in params:  # unrouted experts: zero gradient, as in the reference's dense path
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        opt.step()
-        if ema is not None:
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=False):
-                    pe.lerp_(pm, 1 - t.ema_decay)
-        running += loss.item()
-        count += 1
-        done = it + 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if done % t.log_every == 0 and log is not None:
-            speed = count / (time.perf_counter() - tick)
-            cpu = time.process_time() - cpu_tick  # CPU-seconds of this process (all threads)
-            row = {"iter": done, "loss": running / count, "lr": opt.param_groups[0]["lr"], "it_s": speed, "cpu_s": cpu}
-            row["device"] = device.type  # GPU rows count as GPU-minutes, not CPU-hours
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if tb is not None:
-                tb.add_scalar("train/loss", running / count, done)
-                tb.add_scalar("train/lr", opt.param_groups[0]["lr"], done)
-            running, count, tick, cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
+    for it in range(p.iteration, end):
+        learning_rate = schedule_lr(it, t)
+        for group in s.opt.param_groups:
+            group["lr"] = learning_rate
+        loss = _step(s, it, autocast)
+        p.iteration = done = it + 1
+        log.step(done, loss, learning_rate, t.log_every)
         metrics = None
-        if val and (done % t.val_every == 0 or done == t.iterations) and rank == 0:
-            metrics = validate(ema if ema is not None else model, val, mcfg.scale)
-            if log is not None:
-                log.write(json.dumps({"iter": done, "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]}) + "\n")
-                log.flush()
-            if tb is not None:
-                tb.add_scalar("val/psnr", metrics["psnr"], done)
-                tb.add_scalar("val/ssim", metrics["ssim"], done)
-            if bar is not None:
-                bar.write(f"iter {done}: Set5 PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
-            if metrics["psnr"] > best:
-                best, history_best_iter = metrics["psnr"], done
-                save_model(
-                    ema if ema is not None else model,
-                    run / "best.safetensors",
-                    iterations=done,
-                    val_psnr=metrics["psnr"],
-                    val_ssim=metrics["ssim"],
-                    **provenance,
-                )
+        if s.val and (done % t.val_every == 0 or done == t.iterations) and s.rank == 0:
+            metrics = validate(s.weights, s.val, s.model.config.scale)
+            log.validation(done, metrics)
+            if metrics["psnr"] > p.best:
+                p.best, p.best_iter = metrics["psnr"], done
+                ckpt.best(p, metrics)
         stop_now = stopping()  # read once: a SIGTERM between two reads would skip the save
         if done % t.ckpt_every == 0 or done == end or stop_now:
-            save(done, {"val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]} if metrics else None)
+            ckpt.save(p, metrics)
         if stop_now:
-            if rank == 0:
-                why = "SIGTERM" if stopping.signalled else "time limit"
-                print(f"train: stopped at iteration {done} ({why}); state saved, rerun to resume", flush=True)
-            end = done
+            why = "SIGTERM" if stopping.signalled else "time limit"
+            log.say(f"train: stopped at iteration {done} ({why}); state saved, rerun to resume")
             break
-    if bar is not None:
-        bar.close()
-    if log is not None:
-        log.close()
-        plot_curves(run)
-    if tb is not None:
-        tb.close()
-    train.last_model_state = model.state_dict()  # type: ignore[attr-defined]  # for callers and tests
-    return {"iteration": end, "best_psnr": best, "best_iter": history_best_iter}
+    log.close(run)
+    return {"iteration": p.iteration, "best_psnr": p.best, "best_iter": p.best_iter, "model": s.model}
