@@ -113,6 +113,13 @@ def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
         out = tmp_path / "cli"
         assert main(["upscale", str(PHOTO), "-o", str(out), "--suffix=-x4", "--no-progress"]) == 0
         assert got[0].read_bytes() == (out / "sample-x4.png").read_bytes()
+
+        bad = tmp_path / "notes.png"  # not an image: the page says so, and the server goes on
+        bad.write_text("not an image")
+        browser.find_element(By.ID, "files").send_keys(str(bad))
+        failed = until(lambda: browser.find_elements(By.CSS_SELECTOR, ".job.failed"), 30, "the error")
+        assert "not an image" in failed[0].text, failed[0].text
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".job.done")) == 1
     assert not jobs.root.exists()
 
 
