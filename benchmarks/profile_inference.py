@@ -1,6 +1,6 @@
 """Where ``optimize(model)``'s CPU time goes, by operator (torch.profiler), x4 to 1280x720.
 
-    python benchmarks/profile_inference.py [--model tiny-x4] [--calls 3]
+python benchmarks/profile_inference.py [--model tiny-x4] [--calls 3]
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_train_mode_matches_dense_gradients():
     dense.load_state_dict(sparse.state_dict())
     for g in dense.body:
         layer = g.local_block.block.moe_layer
-        layer.forward = lambda x, k, routing=None, layer=layer: dense_moe_forward(layer, x, k)
+        layer.forward = lambda x, k, routing, layer=layer: dense_moe_forward(layer, x, k)
     x = torch.rand(3, 3, 16, 16)
     (sparse(x) ** 2).mean().backward()
     (dense(x) ** 2).mean().backward()
