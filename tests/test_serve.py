@@ -316,3 +316,37 @@ def test_cli_serve_refuses_a_busy_port_and_warns_off_loopback(model_path, capsys
         assert main(["serve", "--model", str(model_path), "--host", "0.0.0.0", "--port", str(port)]) == 0
     assert ran["host"] == "0.0.0.0" and any("reachable from other machines" in str(w.message) for w in caught)
     assert "http://0.0.0.0:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_stopped_server_leaves_no_files(model_path, photos, tmp_path):
+    """SIGTERM (or Ctrl-C) stops the server cleanly: its temporary folder goes with it, also
+    with a finished job's files in it (uvicorn re-raises the signal after shutting down, so
+    the cleanup must happen in the app's shutdown, not after ``uvicorn.run``)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "seemore_sr", "serve", "--model", str(model_path), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "http://127.0.0.1:" in proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/api/config")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert wait(base, post(base, photos / "a.png").json()["id"])["state"] == "done"
+        assert len(list(tmp_path.glob("seemore-serve-*/job-*/out/a-x2.png"))) == 1
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert list(tmp_path.glob("seemore-serve-*")) == []

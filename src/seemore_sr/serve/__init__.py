@@ -64,7 +64,7 @@ def serve(
         )
     jobs = Jobs(loaded, device=device, max_pixels=max_pixels, max_queue=max_queue)
     try:
-        app = create_app(jobs, max_bytes=max_bytes)
+        app = create_app(jobs, max_bytes=max_bytes, close_jobs=True)
         shown = f"[{host}]" if ":" in host else host
         log(f"seemore serve: open http://{shown}:{port}/ (models: {', '.join(loaded)}; Ctrl-C stops)")
         sys.stdout.flush()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import asynccontextmanager
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -41,8 +42,9 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20) -> Starlette:
-    """The web app over ``jobs``; the caller closes ``jobs`` (see :func:`seemore_sr.serve.serve`)."""
+def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = False) -> Starlette:
+    """The web app over ``jobs``. ``close_jobs``: the app closes ``jobs`` (stops the worker,
+    removes every file) when the server shuts down; else the caller does."""
     static = resources.files("seemore_sr.serve") / "static"
     models = list(jobs.models)
 
@@ -178,7 +180,13 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20) -> Starlette:
         Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
-    return Starlette(routes=routes)
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        if close_jobs:  # here, not after uvicorn.run: uvicorn re-raises SIGTERM once it has stopped
+            await run_in_threadpool(jobs.close)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _mb(n: int) -> str:
