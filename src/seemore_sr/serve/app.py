@@ -180,6 +180,7 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
         Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
+
     @asynccontextmanager
     async def lifespan(app: Starlette):
         yield

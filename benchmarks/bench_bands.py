@@ -1,0 +1,70 @@
+"""A lever for issue 17, measured: run a residual group's local stages (``finish``: MoRE,
+the FFN, SME) in row bands, so each band's chain of GEMMs and elementwise passes stays
+in L2, against one whole-image pass. Bands need a halo (SME's striped conv and the FFNs'
+3x3 gates: 7 rows) and are recomputed there.
+
+    python benchmarks/bench_bands.py [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from seemore_sr import create_model, optimize
+from seemore_sr.bench import cpu_description
+from seemore_sr.models.complexity import paper_input_size
+
+HALO = 7
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    fast = optimize(create_model("seemore-tiny-x4"))
+    g = fast.groups[0]
+    h, w = paper_input_size(4)
+    x = torch.rand(1, h, w, fast.config.embedding_dim)
+
+    def banded(rows: int):
+        def run():
+            out = []
+            for y0 in range(0, h, rows):
+                y1, ya = min(h, y0 + rows), max(0, y0 - HALO)
+                yb = min(h, y1 + HALO)
+                part = g.finish(*(t[:, ya:yb].contiguous() for t in (x, a, k)), routing)
+                out.append(part[:, y0 - ya : y1 - ya])
+            return torch.cat(out, 1)
+
+        return run
+
+    with torch.no_grad():
+        a, k = g.branches(x)
+        routing = g.routing(a.mean((1, 2)))
+        paths = {"whole image": lambda: g.finish(x, a, k, routing)}
+        paths |= {f"bands of {r} rows": banded(r) for r in (8, 16, 32, 64)}
+        ref = paths["whole image"]()
+        diff = max((f() - ref).abs().max().item() for f in paths.values())
+        times = {name: [] for name in paths}
+        for _ in range(args.repeats):
+            for name, f in paths.items():
+                t = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t)
+    print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"# one group's finish stage, tiny x4, {w}x{h} features; {args.repeats} interleaved rounds; max |diff| {diff:.1e}"
+    )
+    base = statistics.median(times["whole image"])
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"{name:<18} {1e3 * med:7.1f} ms  ({base / med:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
