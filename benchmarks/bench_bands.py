@@ -57,9 +57,8 @@ def main() -> None:
                 f()
                 times[name].append(time.perf_counter() - t)
     print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(
-        f"# one group's finish stage, tiny x4, {w}x{h} features; {args.repeats} interleaved rounds; max |diff| {diff:.1e}"
-    )
+    print(f"# one group's finish stage, tiny x4, {w}x{h} features; {args.repeats} interleaved rounds")
+    print(f"# banded against whole: max |diff| {diff:.1e}")
     base = statistics.median(times["whole image"])
     for name, t in times.items():
         med = statistics.median(t)
