@@ -15,6 +15,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"tests need ../shared beside the repository ({SHARED} not found)", returncode=1)
 
 
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A 1-group, 8-channel x2 SeemoRe saved to a file (random weights, seed 0): fast enough
+    for the upscaling and web-app tests."""
+    import torch
+
+    from seemore_sr import create_model, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "small-x2.safetensors"
+    save_model(create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8), path)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Exported ONNX graphs go to a cache (``$SEEMORE_CACHE``): the tests' own, not the user's."""

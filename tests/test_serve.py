@@ -12,23 +12,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 import uvicorn
 from PIL import Image
 
-from seemore_sr import create_model, load_model, save_model
+from seemore_sr import load_model
 from seemore_sr.cli import main
 from seemore_sr.serve import is_loopback
 from seemore_sr.serve.app import create_app
 from seemore_sr.serve.jobs import Jobs, Settings, safe_name
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "small-x2.safetensors"
-    save_model(create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +58,9 @@ class GatedJobs(Jobs):
 
 
 @contextmanager
-def serving(model_path, tmp_path, max_bytes=1 << 20, **kwargs):
+def serving(small_model, tmp_path, max_bytes=1 << 20, **kwargs):
     """A live server on a free loopback port: ``(base URL, jobs)``."""
-    jobs = GatedJobs({"small-x2": load_model(model_path)}, device="cpu", root=tmp_path, **kwargs)
+    jobs = GatedJobs({"small-x2": load_model(small_model)}, device="cpu", root=tmp_path, **kwargs)
     with serving_jobs(jobs, max_bytes) as base:
         yield base, jobs
 
@@ -113,10 +104,10 @@ def wait(base, job_id, timeout=60):
     return last
 
 
-def cli_output(model_path, src, tmp_path, *extra, ext="png"):
+def cli_output(small_model, src, tmp_path, *extra, ext="png"):
     """What ``seemore upscale`` writes for ``src``."""
     out = tmp_path / "cli"
-    args = ["upscale", str(src), "-o", str(out), "--model", str(model_path), "--suffix=-x2", "--no-progress"]
+    args = ["upscale", str(src), "-o", str(out), "--model", str(small_model), "--suffix=-x2", "--no-progress"]
     assert main([*args, *extra]) == 0
     return (out / f"{Path(src).stem}-x2.{ext}").read_bytes()
 
@@ -137,8 +128,8 @@ def test_settings_and_names():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
-def test_upload_result_equals_cli_and_previews(model_path, photos, tmp_path):
-    with serving(model_path, tmp_path / "srv") as (base, jobs):
+def test_upload_result_equals_cli_and_previews(small_model, photos, tmp_path):
+    with serving(small_model, tmp_path / "srv") as (base, jobs):
         page = httpx.get(f"{base}/").text
         assert '<script src="/static/app.js">' in page and "http" not in page.replace("http-equiv", "")
         config = httpx.get(f"{base}/api/config").json()
@@ -157,7 +148,7 @@ def test_upload_result_equals_cli_and_previews(model_path, photos, tmp_path):
                 *(["--tile", params["tile"]] if "tile" in params else []),
                 *(["--format", ext] if "format" in params else []),
             ]
-            assert got.content == cli_output(model_path, photos / "a.png", tmp_path / str(params), *extra, ext=ext)
+            assert got.content == cli_output(small_model, photos / "a.png", tmp_path / str(params), *extra, ext=ext)
             preview = httpx.get(f"{base}/api/jobs/{done['id']}/preview/output")
             assert Image.open(io.BytesIO(preview.content)).format == "PNG"  # TIFF gets a PNG preview
             assert done["done"] == done["total"] and (done["total"] > 1) == ("tile" in params)
@@ -180,13 +171,13 @@ def bomb_png(w, h) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def test_bad_files_get_clear_errors_and_the_server_keeps_serving(model_path, photos, tmp_path):
+def test_bad_files_get_clear_errors_and_the_server_keeps_serving(small_model, photos, tmp_path):
     good = photos / "a.png"
     truncated = good.read_bytes()[: len(good.read_bytes()) // 2]
     big = np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)
     buf = io.BytesIO()
     Image.fromarray(big).save(buf, format="PNG")
-    with serving(model_path, tmp_path / "srv", max_bytes=200_000, max_pixels=50_000) as (base, jobs):
+    with serving(small_model, tmp_path / "srv", max_bytes=200_000, max_pixels=50_000) as (base, jobs):
         cases = [
             (b"this is not an image", "x.png", 400, "not an image"),
             (bomb_png(100_000, 100_000), "bomb.png", 400, "pixel limit"),
@@ -210,8 +201,8 @@ def test_bad_files_get_clear_errors_and_the_server_keeps_serving(model_path, pho
         assert sorted(p.name for p in jobs.root.rglob("*") if p.is_file()) == ["a-x2.png", "a.png"]
 
 
-def test_full_queue_says_so_and_two_clients_get_their_own_results(model_path, photos, tmp_path):
-    with serving(model_path, tmp_path / "srv", max_queue=1) as (base, jobs):
+def test_full_queue_says_so_and_two_clients_get_their_own_results(small_model, photos, tmp_path):
+    with serving(small_model, tmp_path / "srv", max_queue=1) as (base, jobs):
         jobs.gate = Gate()
         first = post(base, photos / "a.png").json()["id"]  # runs, held at its first tile
         assert jobs.gate.reached.wait(30)
@@ -233,11 +224,11 @@ def test_full_queue_says_so_and_two_clients_get_their_own_results(model_path, ph
         assert results[first]["name"] == "a.png" and results[second]["name"] == "b.png"
         for job_id, src in [(first, "a.png"), (second, "b.png")]:
             got = httpx.get(f"{base}/api/jobs/{job_id}/result").content
-            assert got == cli_output(model_path, photos / src, tmp_path / src)
+            assert got == cli_output(small_model, photos / src, tmp_path / src)
 
 
-def test_concurrent_uploads_from_two_clients(model_path, photos, tmp_path):
-    with serving(model_path, tmp_path / "srv") as (base, jobs):
+def test_concurrent_uploads_from_two_clients(small_model, photos, tmp_path):
+    with serving(small_model, tmp_path / "srv") as (base, jobs):
         got = {}
 
         def client(name):
@@ -251,11 +242,11 @@ def test_concurrent_uploads_from_two_clients(model_path, photos, tmp_path):
         for t in threads:
             t.join(60)
         for name in ("a.png", "b.png"):
-            assert got[name] == cli_output(model_path, photos / name, tmp_path / name, "--tile", "32")
+            assert got[name] == cli_output(small_model, photos / name, tmp_path / name, "--tile", "32")
 
 
-def test_a_closed_page_cancels_its_job(model_path, photos, tmp_path):
-    with serving(model_path, tmp_path / "srv", abandon_s=0.5) as (base, jobs):
+def test_a_closed_page_cancels_its_job(small_model, photos, tmp_path):
+    with serving(small_model, tmp_path / "srv", abandon_s=0.5) as (base, jobs):
         jobs.gate = Gate()
         job_id = post(base, photos / "a.png", tile="32").json()["id"]
         with httpx.stream("GET", f"{base}/api/jobs/{job_id}/events") as r:  # the page watches
@@ -286,8 +277,8 @@ def test_a_closed_page_cancels_its_job(model_path, photos, tmp_path):
         assert wait(base, post(base, photos / "a.png").json()["id"])["state"] == "done"  # still serving
 
 
-def test_finished_jobs_expire_and_close_removes_everything(model_path, photos, tmp_path):
-    with serving(model_path, tmp_path / "srv", keep_s=0.2) as (base, jobs):
+def test_finished_jobs_expire_and_close_removes_everything(small_model, photos, tmp_path):
+    with serving(small_model, tmp_path / "srv", keep_s=0.2) as (base, jobs):
         done = wait(base, post(base, photos / "a.png").json()["id"])
         folder = jobs.jobs[done["id"]].folder
         assert folder.exists()
@@ -298,28 +289,28 @@ def test_finished_jobs_expire_and_close_removes_everything(model_path, photos, t
     assert not root.exists()
 
 
-def test_cli_serve_refuses_a_busy_port_and_warns_off_loopback(model_path, capsys, monkeypatch):
+def test_cli_serve_refuses_a_busy_port_and_warns_off_loopback(small_model, capsys, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert main(["serve", "--model", str(model_path), "--port", str(port)]) == 2
+        assert main(["serve", "--model", str(small_model), "--port", str(port)]) == 2
     assert "choose another --port" in capsys.readouterr().err
-    assert main(["serve", "--model", str(model_path), "--queue", "0"]) == 2
+    assert main(["serve", "--model", str(small_model), "--queue", "0"]) == 2
     import uvicorn as uv
 
     ran = {}
     monkeypatch.setattr(uv, "run", lambda app, **kw: ran.update(kw))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["serve", "--model", str(model_path), "--host", "0.0.0.0", "--port", "0"]) == 2  # port 0 refused
-        assert main(["serve", "--model", str(model_path), "--host", "0.0.0.0", "--port", str(port)]) == 0
+        assert main(["serve", "--model", str(small_model), "--host", "0.0.0.0", "--port", "0"]) == 2  # port 0 refused
+        assert main(["serve", "--model", str(small_model), "--host", "0.0.0.0", "--port", str(port)]) == 0
     assert ran["host"] == "0.0.0.0" and any("reachable from other machines" in str(w.message) for w in caught)
     assert "http://0.0.0.0:" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_a_stopped_server_leaves_no_files(model_path, photos, tmp_path):
+def test_a_stopped_server_leaves_no_files(small_model, photos, tmp_path):
     """SIGTERM (or Ctrl-C) stops the server cleanly: its temporary folder goes with it, also
     with a finished job's files in it (uvicorn re-raises the signal after shutting down, so
     the cleanup must happen in the app's shutdown, not after ``uvicorn.run``)."""
@@ -332,7 +323,7 @@ def test_a_stopped_server_leaves_no_files(model_path, photos, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    cmd = [sys.executable, "-m", "seemore_sr", "serve", "--model", str(model_path), "--port", str(port)]
+    cmd = [sys.executable, "-m", "seemore_sr", "serve", "--model", str(small_model), "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "http://127.0.0.1:" in proc.stdout.readline()

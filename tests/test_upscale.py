@@ -9,21 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from seemore_sr import create_model, load_model, save_model
+from seemore_sr import load_model
 from seemore_sr.cli import main
 from seemore_sr.evaluation.metrics import psnr
 from seemore_sr.inference.tiling import tile_steps, tiled_forward
 from seemore_sr.inference.upscaler import Upscaler, upscale
 
 from .conftest import BENCH, GOLDEN
-
-
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "small-x2.safetensors"
-    save_model(create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8), path)
-    return path
 
 
 @pytest.fixture(scope="module")

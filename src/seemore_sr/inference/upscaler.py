@@ -205,14 +205,15 @@ class Upscaler:
         check = dtype == torch.float16
         if tile:
             bar = None
-            if progress is None and callable(self.progress):
-                progress = _counter(self.progress, tile_steps(self.model, *x.shape[-2:], tile))
-            elif progress is None and self.progress:
-                from tqdm import tqdm
-
+            if progress is None and self.progress:
                 steps = tile_steps(self.model, *x.shape[-2:], tile)
-                bar = tqdm(total=steps, desc=f"tiles ({tile}px)", unit="tile", leave=False)
-                progress = bar.update
+                if callable(self.progress):
+                    progress = _counter(self.progress, steps)
+                else:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=steps, desc=f"tiles ({tile}px)", unit="tile", leave=False)
+                    progress = bar.update
             if sink is not None:
                 inner = sink
 

@@ -31,7 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .jobs import PRECISIONS, Busy, Jobs, Settings
+from .jobs import PRECISIONS, Busy, Job, Jobs, Settings
 
 __all__ = ["create_app"]
 
@@ -40,6 +40,10 @@ TILES = ["auto", "0", "128", "256", "512"]
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+class _TooLarge(ValueError):
+    """An upload over the byte limit (HTTP 413)."""
 
 
 def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = False) -> Starlette:
@@ -82,39 +86,38 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ValueError(f"the file is over this server's {_mb(max_bytes)} limit")
+                        raise _TooLarge(f"the file is over this server's {_mb(max_bytes)} limit")
                     f.write(chunk)
-            await run_in_threadpool(jobs.submit, job)
-        except Busy as e:
+        except BaseException as e:  # too large, or the client went away mid-upload
             jobs.discard(job)
+            if isinstance(e, _TooLarge):
+                return _error(413, f"{job.name}: {e}")
+            raise
+        try:
+            await run_in_threadpool(jobs.submit, job)  # a refused job is discarded there
+        except Busy as e:
             return _error(503, str(e))
         except ValueError as e:
-            jobs.discard(job)
-            return _error(413 if "server's" in str(e) else 400, f"{job.name}: {e}")
-        except BaseException:  # the client went away mid-upload
-            jobs.discard(job)
-            raise
+            return _error(400, f"{job.name}: {e}")
         return JSONResponse({"id": job.id, **job.view(jobs.position(job))}, status_code=202)
 
-    def found(request: Request):
-        job = jobs.get(request.path_params["job"])
-        if job is None:
-            raise LookupError("no such job (finished results are kept for a while, then removed)")
-        return job
+    def with_job(handler):
+        """A route on ``/api/jobs/{job}``: the job looked up, or 404."""
 
-    async def status(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
+        async def route(request: Request) -> Response:
+            job = jobs.get(request.path_params["job"])
+            if job is None:
+                return _error(404, "no such job (finished results are kept for a while, then removed)")
+            return await handler(request, job)
+
+        return route
+
+    @with_job
+    async def status(request: Request, job: Job) -> Response:
         return JSONResponse(job.view(jobs.position(job)))
 
-    async def events(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
-
+    @with_job
+    async def events(request: Request, job: Job) -> Response:
         async def stream():
             job.watchers += 1
             try:
@@ -133,38 +136,26 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    async def result(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
+    @with_job
+    async def result(request: Request, job: Job) -> Response:
         if job.state != "done" or job.result is None:
             return _error(409, f"the job is {job.state}, there is no result")
         return FileResponse(str(job.result), filename=job.result.name)
 
-    async def preview(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
+    @with_job
+    async def preview(request: Request, job: Job) -> Response:
         path = job.preview.get(request.path_params["which"])
         if job.state != "done" or path is None:
             return _error(404, "no preview for this job")
         return FileResponse(str(path))
 
-    async def cancel(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
+    @with_job
+    async def cancel(request: Request, job: Job) -> Response:
         jobs.cancel(job)
         return JSONResponse(job.view())
 
-    async def delete(request: Request) -> Response:
-        try:
-            job = found(request)
-        except LookupError as e:
-            return _error(404, str(e))
+    @with_job
+    async def delete(request: Request, job: Job) -> Response:
         jobs.discard(job)
         return Response(status_code=204)
 

@@ -30,7 +30,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.explain import expert_ranks_of, recorded_routing
-from ..inference.batch import FORMATS, INPUT_SUFFIXES, open_checked, output_format, probe, upscale_files
+from ..inference.batch import FORMATS, INPUT_SUFFIXES, open_checked, probe, upscale_files
 from ..inference.upscaler import Upscaler
 
 __all__ = ["Busy", "Cancelled", "Job", "Jobs", "Settings", "safe_name"]
@@ -173,7 +173,6 @@ class Jobs:
         if suffix not in INPUT_SUFFIXES:
             known = ", ".join(sorted(s.lstrip(".") for s in INPUT_SUFFIXES))
             raise ValueError(f"{name}: not a supported image type (the name should end in one of {known})")
-        output_format(Path(name), settings.format)  # an unknown output format is refused here
         self.full_check()
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
         job = Job(name, folder, settings)
@@ -182,6 +181,7 @@ class Jobs:
         return job
 
     def full_check(self) -> None:
+        """Refuse (``Busy``) when ``max_queue`` jobs wait already."""
         with self.lock:
             if len(self.waiting) >= self.max_queue:
                 raise Busy(f"the queue is full ({len(self.waiting)} images waiting); try again when some are done")
@@ -190,9 +190,8 @@ class Jobs:
         """Check the uploaded input (size limits, format) and queue it; ``ValueError`` names a bad file."""
         try:
             job.size = probe(job.src, self.max_pixels)
-            with self.lock:
-                if len(self.waiting) >= self.max_queue:
-                    raise Busy(f"the queue is full ({len(self.waiting)} images waiting); try again when some are done")
+            with self.lock:  # re-entrant: the check and the append are one step
+                self.full_check()
                 job.state = "queued"
                 job.seen = time.monotonic()
                 self.waiting.append(job)
