@@ -3,6 +3,9 @@ the FFN, SME) in row bands, so each band's chain of GEMMs and elementwise passes
 in L2, against one whole-image pass. Bands need a halo (SME's striped conv and the FFNs'
 3x3 gates: 7 rows) and are recomputed there.
 
+Also measured: the image cut into as many bands as there are threads, each band run on
+one thread at the same time (no intra-op synchronisation; every kernel single-threaded).
+
     python benchmarks/bench_bands.py [--repeats 7]
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -43,11 +47,29 @@ def main() -> None:
 
         return run
 
+    threads = torch.get_num_threads()
+    workers = ThreadPoolExecutor(threads)
+
+    def band(y0: int, y1: int) -> torch.Tensor:
+        ya, yb = max(0, y0 - HALO), min(h, y1 + HALO)
+        return g.finish(*(t[:, ya:yb].contiguous() for t in (x, a, k)), routing)[:, y0 - ya : y1 - ya]
+
+    def parallel() -> torch.Tensor:
+        torch.set_num_threads(1)  # each band's kernels run on the thread that calls them
+        try:
+            cuts = [h * i // threads for i in range(threads + 1)]
+            jobs = [workers.submit(band, y0, y1) for y0, y1 in zip(cuts[:-1], cuts[1:], strict=True)]
+            return torch.cat([j.result() for j in jobs], 1)
+        finally:
+            torch.set_num_threads(threads)
+
     with torch.no_grad():
         a, k = g.branches(x)
         routing = g.routing(a.mean((1, 2)))
         paths = {"whole image": lambda: g.finish(x, a, k, routing)}
         paths |= {f"bands of {r} rows": banded(r) for r in (8, 16, 32, 64)}
+        if threads > 1:
+            paths[f"{threads} bands in parallel, 1 thread each"] = parallel
         ref = paths["whole image"]()
         diff = max((f() - ref).abs().max().item() for f in paths.values())
         times = {name: [] for name in paths}
@@ -62,7 +84,7 @@ def main() -> None:
     base = statistics.median(times["whole image"])
     for name, t in times.items():
         med = statistics.median(t)
-        print(f"{name:<18} {1e3 * med:7.1f} ms  ({base / med:.2f}x)")
+        print(f"{name:<36} {1e3 * med:7.1f} ms  ({base / med:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,187 @@
+"""Levers for issue 17 at the kernel level, measured side by side on this CPU.
+
+    python benchmarks/bench_levers.py [--repeats 15] [--out results/levers-NAME]
+
+``optimize``'s forward at 720p output (tiny x4) is a chain of ~300 kernels over a
+57,600-pixel x 36-channel NHWC map. Each row below times one way of doing one of those
+kernels against the way ``optimize`` does it now, interleaved in rounds (median), and
+gives its max difference from the fp32 result:
+
+- the 1x1 convs (90 per image): oneDNN's GEMM with its bias and post-op fused (ours)
+  against MKL's plain ``mm`` (no bias), a bias added by ``addmm``, the residual added
+  in place by ``addmm_``, and a channels_last 1x1 conv;
+- their exact GELU (60 per image): fused into the GEMM (ours) against a separate pass;
+- LayerNorm (25 per image): the composed passes (ours) against torch's ``layer_norm``
+  and ``rms_norm`` of the centred map;
+- oneDNN's fp32 "bf16 math mode" (``torch.backends.mkldnn.*.fp32_precision``), which
+  runs an fp32 GEMM / conv on the CPU's bf16 units;
+- the dense 3x3 conv (7 per image) in bf16, and as "bf16x3" (x = xh + xl, w = wh + wl
+  split into bf16 parts, three products in one conv of 108 input channels), the usual way
+  to get fp32 accuracy out of bf16 units (PyTorch's bf16 conv writes bf16, which caps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from seemore_sr.bench import cpu_description
+from seemore_sr.inference.nhwc import _DNN, _layer_norm
+
+H, W, C = 180, 320, 36  # tiny x4's features at 720p output
+
+
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+def _bf16_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    hi = t.bfloat16().float()
+    return hi, t - hi
+
+
+class _MathMode:
+    """oneDNN's fp32 math mode for GEMMs and convs, set for one call and restored."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        mk = torch.backends.mkldnn
+        self.old = mk.matmul.fp32_precision, mk.conv.fp32_precision
+        mk.matmul.fp32_precision = mk.conv.fp32_precision = self.mode
+
+    def __exit__(self, *exc) -> None:
+        mk = torch.backends.mkldnn
+        mk.matmul.fp32_precision, mk.conv.fp32_precision = self.old
+
+
+def kernels() -> dict[str, dict[str, tuple]]:
+    """Per kernel: ``{way: (fn, ours)}``; ``ours`` is True for the way ``optimize`` uses,
+    None for a way that computes less (a floor: no difference is reported for it)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, H, W, C)
+    res = torch.randn(1, H, W, C)
+    w, b = torch.randn(C, C) * 0.2, torch.randn(C) * 0.1
+    wt, x2 = w.t().contiguous(), x.view(-1, C)
+    w4 = w[:, :, None, None].contiguous()
+    lnw, lnb = torch.randn(C), torch.randn(C)
+    w3 = torch.randn(C, C, 3, 3) * 0.05
+    xcl = _nchw(x)  # channels_last NCHW view of the NHWC map
+    lin = torch.ops.mkldnn._linear_pointwise
+
+    def in_mode(fn):
+        def run():
+            with _MathMode("bf16"):
+                return fn()
+
+        return run
+
+    def addmm_res():
+        r = res.add(b)  # the bias folded into the residual first
+        return r.view(-1, C).addmm_(x2, wt).view(1, H, W, C)
+
+    def conv_split():  # bf16x3: xh*wh + xh*wl + xl*wh in one conv
+        xh, xl = _bf16_parts(xcl)
+        wh, wl = _bf16_parts(w3)
+        xs = torch.cat([xh, xh, xl], 1).bfloat16()
+        ws = torch.cat([wh, wl, wh], 1).bfloat16()
+        return F.conv2d(xs, ws, None, padding=1).float() + b.view(1, -1, 1, 1)
+
+    gemm = {
+        "oneDNN GEMM + bias (ours)": (lambda: lin(x, w, b, "none", [], ""), True),
+        "MKL mm, no bias (not the same result)": (lambda: torch.mm(x2, wt).view(1, H, W, C), None),
+        "MKL addmm (bias)": (lambda: torch.addmm(b, x2, wt).view(1, H, W, C), False),
+        "1x1 conv, channels_last": (lambda: F.conv2d(xcl, w4, b).permute(0, 2, 3, 1), False),
+        "oneDNN GEMM, bf16 math mode": (in_mode(lambda: lin(x, w, b, "none", [], "")), False),
+    }
+    gemm_add = {
+        "oneDNN GEMM + add fused (ours)": (lambda: lin.binary(x, res, w, b, "add"), True),
+        "bias into residual, addmm_ in place": (addmm_res, False),
+    }
+    gemm_gelu = {
+        "oneDNN GEMM + GELU fused (ours)": (lambda: lin(x, w, b, "gelu", [], "none"), True),
+        "oneDNN GEMM, then GELU pass": (lambda: F.gelu(lin(x, w, b, "none", [], "")), False),
+        "oneDNN GEMM + GELU, bf16 math mode": (in_mode(lambda: lin(x, w, b, "gelu", [], "none")), False),
+    }
+    norm = {
+        "composed passes (ours)": (lambda: _layer_norm(x, lnw, lnb), True),
+        "torch layer_norm": (lambda: F.layer_norm(x, (C,), lnw, lnb, 1e-6), False),
+        "rms_norm of the centred map": (
+            lambda: F.rms_norm(x - x.mean(-1, keepdim=True), (C,), lnw, 1e-6).add_(lnb),
+            False,
+        ),
+    }
+    conv = {
+        "fp32 3x3 conv + GELU (ours)": (
+            lambda: torch.ops.mkldnn._convolution_pointwise(xcl, w3, b, [1, 1], [1, 1], [1, 1], 1, "gelu", [], "none"),
+            True,
+        ),
+        "fp32 3x3 conv, bf16 math mode": (in_mode(lambda: F.gelu(F.conv2d(xcl, w3, b, padding=1))), False),
+        "bf16 3x3 conv (inputs cast)": (
+            lambda: F.gelu(F.conv2d(xcl.bfloat16(), w3.bfloat16(), b.bfloat16(), padding=1).float()),
+            False,
+        ),
+        "bf16x3 3x3 conv (108 channels, bf16 out)": (lambda: F.gelu(conv_split()), False),
+    }
+    return {
+        "1x1 conv (GEMM 57600x36x36)": gemm,
+        "1x1 conv + residual add": gemm_add,
+        "1x1 conv + exact GELU": gemm_gelu,
+        "LayerNorm with affine": norm,
+        "3x3 conv 36->36 + GELU": conv,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--out", type=Path, default=None, help="write OUT.txt and OUT.json")
+    args = p.parse_args()
+    if not _DNN:
+        raise SystemExit("this PyTorch has no oneDNN (mkldnn) build; these levers are oneDNN's")
+    rows, lines = [], []
+    lines.append(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    lines.append(f"# {W}x{H} map, {C} channels (tiny x4 at 720p output); {args.repeats} interleaved rounds, median")
+    with torch.no_grad():
+        for kernel, ways in kernels().items():
+            ref = next(fn for fn, ours in ways.values() if ours)()
+            diffs = {
+                name: None if ours is None else (fn().float() - ref).abs().max().item()
+                for name, (fn, ours) in ways.items()
+            }
+            times: dict[str, list[float]] = {name: [] for name in ways}
+            for fn, _ in ways.values():  # warm-up
+                fn()
+            for _ in range(args.repeats):
+                for name, (fn, _) in ways.items():
+                    t = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t)
+            base = statistics.median(times[next(n for n, (_, ours) in ways.items() if ours)])
+            lines.append(f"\n{kernel}")
+            lines.append(f"  {'way':<40} {'ms':>7} {'vs ours':>8} {'max |diff|':>11}")
+            for name in ways:
+                med = statistics.median(times[name])
+                diff = "-" if diffs[name] is None else f"{diffs[name]:.1e}"
+                lines.append(f"  {name:<40} {1e3 * med:7.2f} {base / med:7.2f}x {diff:>11}")
+                rows.append(
+                    {"kernel": kernel, "way": name, "ms": 1e3 * med, "speedup": base / med, "max_diff": diffs[name]}
+                )
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".txt").write_text(text + "\n")
+        meta = {"machine": cpu_description(), "torch": torch.__version__, "repeats": args.repeats}
+        args.out.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
