@@ -35,24 +35,16 @@ def main() -> None:
     h, w = paper_input_size(4)
     x = torch.rand(1, h, w, fast.config.embedding_dim)
 
-    def banded(rows: int):
-        def run():
-            out = []
-            for y0 in range(0, h, rows):
-                y1, ya = min(h, y0 + rows), max(0, y0 - HALO)
-                yb = min(h, y1 + HALO)
-                part = g.finish(*(t[:, ya:yb].contiguous() for t in (x, a, k)), routing)
-                out.append(part[:, y0 - ya : y1 - ya])
-            return torch.cat(out, 1)
+    def band(y0: int, y1: int) -> torch.Tensor:
+        """Rows ``y0:y1`` of ``finish``, computed from the band with its halo."""
+        ya, yb = max(0, y0 - HALO), min(h, y1 + HALO)
+        return g.finish(*(t[:, ya:yb].contiguous() for t in (x, a, k)), routing)[:, y0 - ya : y1 - ya]
 
-        return run
+    def banded(rows: int):
+        return lambda: torch.cat([band(y0, min(h, y0 + rows)) for y0 in range(0, h, rows)], 1)
 
     threads = torch.get_num_threads()
     workers = ThreadPoolExecutor(threads)
-
-    def band(y0: int, y1: int) -> torch.Tensor:
-        ya, yb = max(0, y0 - HALO), min(h, y1 + HALO)
-        return g.finish(*(t[:, ya:yb].contiguous() for t in (x, a, k)), routing)[:, y0 - ya : y1 - ya]
 
     def parallel() -> torch.Tensor:
         torch.set_num_threads(1)  # each band's kernels run on the thread that calls them

@@ -32,13 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from seemore_sr.bench import cpu_description
-from seemore_sr.inference.nhwc import _DNN, _layer_norm
+from seemore_sr.inference.nhwc import _DNN, _layer_norm, _nchw
 
 H, W, C = 180, 320, 36  # tiny x4's features at 720p output
-
-
-def _nchw(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 3, 1, 2)
 
 
 def _bf16_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +147,8 @@ def main() -> None:
     lines.append(f"# {W}x{H} map, {C} channels (tiny x4 at 720p output); {args.repeats} interleaved rounds, median")
     with torch.no_grad():
         for kernel, ways in kernels().items():
-            ref = next(fn for fn, ours in ways.values() if ours)()
+            mine = next(name for name, (_, ours) in ways.items() if ours)
+            ref = ways[mine][0]()
             diffs = {
                 name: None if ours is None else (fn().float() - ref).abs().max().item()
                 for name, (fn, ours) in ways.items()
@@ -164,7 +161,7 @@ def main() -> None:
                     t = time.perf_counter()
                     fn()
                     times[name].append(time.perf_counter() - t)
-            base = statistics.median(times[next(n for n, (_, ours) in ways.items() if ours)])
+            base = statistics.median(times[mine])
             lines.append(f"\n{kernel}")
             lines.append(f"  {'way':<40} {'ms':>7} {'vs ours':>8} {'max |diff|':>11}")
             for name in ways:
