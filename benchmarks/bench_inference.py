@@ -4,7 +4,8 @@
     python benchmarks/bench_inference.py --models all --repeats 5
     python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
     python benchmarks/bench_inference.py --blocked             # each path's repeats back to back
-    python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel)
+    python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel),
+                                                               # each runtime against the same runtime
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
@@ -12,7 +13,8 @@ the NHWC rewrite with oneDNN-fused post-ops on CPU, CUDA graphs of the NCHW modu
 GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain PyTorch ops: torch's
 ``layer_norm``, GELU / add / mul as separate passes), ``nhwc-rewrite`` (GPU
 only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
-(autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only) and ``onnxruntime`` (CPU).
+(autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only), ``onnxruntime`` and
+``openvino`` (CPU: the exported graph, as ``--backend onnxruntime|openvino`` runs it).
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
 PSNR for reduced precision. ``faults`` counts the minor page faults of each call: the
 memory the allocator had to map (and the kernel to zero) anew. With interleaved repeats
@@ -31,13 +33,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import torch
 
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import cpu_description, time_call
 from seemore_sr.inference import nhwc
-from seemore_sr.inference.export import OnnxUpscaler, export_onnx
+from seemore_sr.inference.export import OnnxUpscaler, OpenVinoUpscaler, export_onnx
 from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize
 from seemore_sr.models.complexity import paper_input_size
 
@@ -93,6 +96,8 @@ def paths_for(model, device, args):
         export_onnx(model, path)
         cfg = model.config
         out["onnxruntime"] = OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
+        if not args.no_openvino:
+            out["openvino"] = OpenVinoUpscaler(path, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
     return out
 
 
@@ -163,6 +168,18 @@ def _spandrel_arch(folder: str, file: str):
     return module
 
 
+def _export_plain(net, x, folder: str) -> str:
+    """A peer's eager module as ONNX (dynamic batch / height / width), for the graph runtimes."""
+    path = os.path.join(folder, "peer.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (x,), path, input_names=["lr"], output_names=["sr"], opset_version=17, dynamo=False,
+            dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+    return path
+
+
 def peers(args) -> int:
     """The authors' SeemoRe-T (spandrel's copy of their architecture), SAFMN, SPAN and ours,
     x4 to 1280x720, random weights, in one process, interleaved."""
@@ -186,9 +203,24 @@ def peers(args) -> int:
     h, w = paper_input_size(4)
     x = torch.rand(1, 3, h, w)
     device = torch.device("cpu")
+    diffs = {}
+    if not args.no_openvino:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise SystemExit("--peers runs OpenVINO rows: pip install -e '.[openvino]' (or --no-openvino)") from None
+        # the graph runtime for both: ours as `--backend openvino` runs it, SPAN exported the same way
+        folder, threads = tempfile.mkdtemp(), torch.get_num_threads()
+        paths["SPAN, OpenVINO fp32"] = OpenVinoUpscaler(_export_plain(span, x, folder), 4, 1, threads)
+        graph = export_onnx(ours, os.path.join(folder, "ours.onnx"))
+        paths["ours, OpenVINO fp32"] = OpenVinoUpscaler(graph, 4, cfg.min_size, threads)
+        with torch.no_grad():
+            diffs["SPAN, OpenVINO fp32"] = (paths["SPAN, OpenVINO fp32"](x) - span(x)).abs().max().item()
     with torch.no_grad():
         ref = authors(x)
-        diff = (paths["ours, optimize() fp32"](x) - ref).abs().max().item()
+        for k in ("ours, optimize() fp32", "ours, OpenVINO fp32"):
+            if k in paths:
+                diffs[k] = (paths[k](x) - ref).abs().max().item()
         for f in paths.values():  # warm-up
             f(x)
         times = {k: [] for k in paths}
@@ -197,7 +229,9 @@ def peers(args) -> int:
                 times[k].append(time_call(lambda f=f: f(x), device))
     print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"# x4 to 1280x720 (input {w}x{h}), batch 1, fp32, random weights; {args.repeats} interleaved rounds")
-    print(f"# ours against the authors' architecture with the same weights: max |diff| {diff:.1e}")
+    for k, d in diffs.items():
+        against = "SPAN in torch" if k.startswith("SPAN") else "the authors' code, same weights"
+        print(f"# {k}: max |diff| {d:.1e} from {against}")
     base = statistics.median(times["authors' SeemoRe-T"])
     print(f"{'model':<26} {'median ms':>10} {'range ms':>17} {'vs authors':>11}")
     rows = {}
@@ -207,7 +241,7 @@ def peers(args) -> int:
         print(f"{k:<26} {1e3 * med:10.0f} {1e3 * min(t):8.0f}..{1e3 * max(t):<8.0f} {med / base:10.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": cpu_description(), "max_abs_diff_vs_authors": diff, "models": rows}, f, indent=1)
+            json.dump({"machine": cpu_description(), "max_abs_diff": diffs, "models": rows}, f, indent=1)
     return 0
 
 
@@ -219,7 +253,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--memory", action="store_true", help="peak memory per path (CPU: RSS in subprocesses; CUDA)")
-    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--no-onnx", action="store_true", help="leave out the graph runtimes (onnxruntime, OpenVINO)")
+    p.add_argument("--no-openvino", action="store_true", help="leave out OpenVINO (the openvino extra)")
     p.add_argument("--blocked", action="store_true", help="run each path's repeats back to back instead of interleaved")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--peers", action="store_true", help="ours against the authors' SeemoRe-T, SAFMN and SPAN (CPU)")
