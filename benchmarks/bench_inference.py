@@ -4,8 +4,8 @@
     python benchmarks/bench_inference.py --models all --repeats 5
     python benchmarks/bench_inference.py --compile --memory    # add torch.compile, peak RSS
     python benchmarks/bench_inference.py --blocked             # each path's repeats back to back
-    python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel),
-                                                               # each runtime against the same runtime
+    python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel)
+    python benchmarks/bench_inference.py --peers --openvino    # + SPAN and ours in OpenVINO
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
@@ -13,8 +13,10 @@ the NHWC rewrite with oneDNN-fused post-ops on CPU, CUDA graphs of the NCHW modu
 GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain PyTorch ops: torch's
 ``layer_norm``, GELU / add / mul as separate passes), ``nhwc-rewrite`` (GPU
 only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
-(autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only), ``onnxruntime`` and
-``openvino`` (CPU: the exported graph, as ``--backend onnxruntime|openvino`` runs it).
+(autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only), ``onnxruntime`` (CPU: the
+exported graph, as ``--backend onnxruntime`` runs it), ``onnxruntime-unfolded`` (the eager
+module traced as it is, ``export_onnx(folded=False)``) and, with ``--openvino``, the
+exported graph in OpenVINO (a benchmark-only dependency, like spandrel for ``--peers``).
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
 PSNR for reduced precision. ``faults`` counts the minor page faults of each call: the
 memory the allocator had to map (and the kernel to zero) anew. With interleaved repeats
@@ -40,9 +42,10 @@ import torch
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import cpu_description, time_call
 from seemore_sr.inference import nhwc
-from seemore_sr.inference.export import OnnxUpscaler, OpenVinoUpscaler, export_onnx
+from seemore_sr.inference.export import OnnxUpscaler, export_onnx
 from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize
 from seemore_sr.models.complexity import paper_input_size
+from seemore_sr.models.seemore import pad_to_min
 
 
 def paths_for(model, device, args):
@@ -96,8 +99,10 @@ def paths_for(model, device, args):
         export_onnx(model, path)
         cfg = model.config
         out["onnxruntime"] = OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
-        if not args.no_openvino:
-            out["openvino"] = OpenVinoUpscaler(path, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
+        dense = export_onnx(model, os.path.join(os.path.dirname(path), "dense.onnx"), folded=False)
+        out["onnxruntime-unfolded"] = OnnxUpscaler(dense, cfg.scale, cfg.min_size, threads=torch.get_num_threads())
+        if args.openvino:
+            out["openvino"] = OpenVino(path, cfg.scale, cfg.min_size)
     return out
 
 
@@ -168,6 +173,27 @@ def _spandrel_arch(folder: str, file: str):
     return module
 
 
+class OpenVino:
+    """An exported graph in OpenVINO on the CPU, fp32 (``--openvino``; a benchmark-only
+    dependency: ``pip install openvino``). Its default on CPUs with bf16 units (AMX,
+    AVX512-BF16) is bf16 compute; the precision hint keeps it fp32."""
+
+    def __init__(self, path: str, scale: int, min_size: int) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise SystemExit("--openvino needs: pip install openvino") from None
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
+        self.request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+        self.scale, self.min_size = scale, min_size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        y = self.request.infer({0: pad_to_min(x, self.min_size).contiguous().numpy()})[0]
+        return torch.from_numpy(y.copy())[..., : h * self.scale, : w * self.scale]
+
+
 def _export_plain(net, x, folder: str) -> str:
     """A peer's eager module as ONNX (dynamic batch / height / width), for the graph runtimes."""
     path = os.path.join(folder, "peer.onnx")
@@ -204,16 +230,10 @@ def peers(args) -> int:
     x = torch.rand(1, 3, h, w)
     device = torch.device("cpu")
     diffs = {}
-    if not args.no_openvino:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            raise SystemExit("--peers runs OpenVINO rows: pip install -e '.[openvino]' (or --no-openvino)") from None
-        # the graph runtime for both: ours as `--backend openvino` runs it, SPAN exported the same way
-        folder, threads = tempfile.mkdtemp(), torch.get_num_threads()
-        paths["SPAN, OpenVINO fp32"] = OpenVinoUpscaler(_export_plain(span, x, folder), 4, 1, threads)
-        graph = export_onnx(ours, os.path.join(folder, "ours.onnx"))
-        paths["ours, OpenVINO fp32"] = OpenVinoUpscaler(graph, 4, cfg.min_size, threads)
+    if args.openvino:  # a graph runtime for both: SPAN's module and ours exported, run the same way
+        folder = tempfile.mkdtemp()
+        paths["SPAN, OpenVINO fp32"] = OpenVino(_export_plain(span, x, folder), 4, 1)
+        paths["ours, OpenVINO fp32"] = OpenVino(export_onnx(ours, os.path.join(folder, "ours.onnx")), 4, cfg.min_size)
         with torch.no_grad():
             diffs["SPAN, OpenVINO fp32"] = (paths["SPAN, OpenVINO fp32"](x) - span(x)).abs().max().item()
     with torch.no_grad():
@@ -253,8 +273,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--memory", action="store_true", help="peak memory per path (CPU: RSS in subprocesses; CUDA)")
-    p.add_argument("--no-onnx", action="store_true", help="leave out the graph runtimes (onnxruntime, OpenVINO)")
-    p.add_argument("--no-openvino", action="store_true", help="leave out OpenVINO (the openvino extra)")
+    p.add_argument("--no-onnx", action="store_true", help="leave out the graph runtimes")
+    p.add_argument("--openvino", action="store_true", help="add OpenVINO rows (CPU; pip install openvino)")
     p.add_argument("--blocked", action="store_true", help="run each path's repeats back to back instead of interleaved")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--peers", action="store_true", help="ours against the authors' SeemoRe-T, SAFMN and SPAN (CPU)")
@@ -305,7 +325,7 @@ def main() -> int:
         base = statistics.median(times["baseline"])
         print(f"\n## seemore-{name} (input {w}x{h})")
         print(
-            f"{'path':<16} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
+            f"{'path':<20} {'median ms':>10} {'range ms':>17} {'speedup':>8} {'max|diff|':>10} {'PSNR vs base':>13}"
             + f" {'faults':>8}"
             + ("  peak MB" if args.memory else "")
         )
@@ -332,7 +352,7 @@ def main() -> int:
             results[name][k] = row
             rng = f"{row['min_ms']:.0f}..{row['max_ms']:.0f}"
             print(
-                f"{k:<16} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
+                f"{k:<20} {row['median_ms']:>10.1f} {rng:>17} {row['speedup']:>7.2f}x {diff:>10.2e} "
                 f"{row['psnr_vs_baseline']:>13.1f} {row['page_faults']:>8.0f}{mem}"
             )
     if args.json:

@@ -377,9 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
     q.add_argument(
         "--backend",
-        choices=["torch", "onnxruntime", "openvino"],
+        choices=["torch", "onnxruntime"],
         default="torch",
-        help="onnxruntime / openvino: CPU, fp32, whole images; the exported graph is cached",
+        help="onnxruntime: CPU, fp32, whole images; the exported graph is cached",
     )
     q.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     g = q.add_mutually_exclusive_group()

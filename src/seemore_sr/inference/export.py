@@ -1,5 +1,4 @@
-"""ONNX export with data-dependent routing and dynamic batch / height / width, and the
-graph runtimes that run it (onnxruntime, OpenVINO).
+"""ONNX export with data-dependent routing and dynamic batch / height / width.
 
 The authors' eval path picks experts in Python, so a traced graph freezes the experts
 chosen for the tracing input. Here every MoE layer is exported in its dense form
@@ -25,17 +24,27 @@ from pathlib import Path
 import torch
 
 from .._fs import atomic_path
-from ..models.seemore import SeemoRe, pad_to_min
+from ..models.seemore import MoELayer, SeemoRe, pad_to_min
 from .graph import ExportGraph
 
-__all__ = ["export_onnx", "OnnxUpscaler", "OpenVinoUpscaler", "onnx_runner", "cache_dir", "graph_key"]
+__all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
 
 GRAPH_VERSION = 2  # what export_onnx traces; part of the cache key (1: the dense eager module)
 
 
-def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Write ``model`` to ``path`` (atomically) as ONNX: input ``lr`` (N, C, H, W) float32 in [0, 1]."""
-    net = ExportGraph(copy.deepcopy(model).eval().float().cpu()).eval()
+def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17, *, folded: bool = True) -> Path:
+    """Write ``model`` to ``path`` (atomically) as ONNX: input ``lr`` (N, C, H, W) float32 in [0, 1].
+
+    ``folded=False`` traces the eager module itself (every expert on its own, MoE layers
+    in their dense form): the same function in a graph ~1.2x slower in onnxruntime, whose
+    node names follow the checkpoint's modules."""
+    net = copy.deepcopy(model).eval().float().cpu()
+    if folded:
+        net = ExportGraph(net).eval()
+    else:
+        for m in net.modules():
+            if isinstance(m, MoELayer):
+                m.dense = True
     size = max(net.config.min_size, 32)
     x = torch.rand(1, net.config.in_chans, size, size + 8)
     path = Path(path)
@@ -70,37 +79,11 @@ class OnnxUpscaler(torch.nn.Module):
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.scale, self.min_size = scale, min_size
 
-    def infer(self, x):
-        """``(N, C, H, W)`` float32 numpy array -> the network's output array."""
-        return self.session.run(["sr"], {"lr": x})[0]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = pad_to_min(x, self.min_size)
-        y = self.infer(x.detach().cpu().float().contiguous().numpy())
+        (y,) = self.session.run(["sr"], {"lr": x.detach().cpu().float().numpy()})
         return torch.from_numpy(y)[..., : h * self.scale, : w * self.scale]
-
-
-class OpenVinoUpscaler(OnnxUpscaler):
-    """Runs an exported ``.onnx`` file with OpenVINO on the CPU, in fp32.
-
-    OpenVINO computes in bf16 by default on CPUs that have it (AMX, AVX512-BF16); the
-    precision hint keeps it fp32, so the outputs match the torch path to ~1e-6. One
-    compiled model serves every input shape (dynamic batch / height / width)."""
-
-    def __init__(self, path: str | os.PathLike, scale: int, min_size: int, threads: int = 0) -> None:
-        torch.nn.Module.__init__(self)
-        import openvino as ov
-
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.scale, self.min_size = scale, min_size
-
-    def infer(self, x):
-        return self.request.infer({0: x})[0].copy()  # the request reuses its output buffer
 
 
 def cache_dir() -> Path:
@@ -112,7 +95,8 @@ def cache_dir() -> Path:
 
 
 def graph_key(model: SeemoRe, opset: int) -> str:
-    """What identifies an exported graph: the config, every weight, the opset and torch's version."""
+    """What identifies an exported graph: the config, every weight, the opset, torch's version
+    and :data:`GRAPH_VERSION`."""
     h = hashlib.sha256(json.dumps([dataclasses.asdict(model.config), opset, torch.__version__, GRAPH_VERSION]).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -120,22 +104,14 @@ def graph_key(model: SeemoRe, opset: int) -> str:
     return h.hexdigest()[:32]
 
 
-_RUNTIMES = {  # backend: (module, extra, runner)
-    "onnxruntime": ("onnxruntime", "onnx", OnnxUpscaler),
-    "openvino": ("openvino", "openvino", OpenVinoUpscaler),
-}
-
-
-def onnx_runner(model: SeemoRe, opset: int = 17, runtime: str = "onnxruntime") -> OnnxUpscaler:
-    """``model`` in a graph runtime (``onnxruntime`` or ``openvino``), exported once: the graph
-    is cached (:func:`cache_dir`) under :func:`graph_key`, so later runs with the same weights
-    load it instead of exporting again. An unwritable cache falls back to a temporary file;
-    an unreadable cached file is replaced."""
-    module, extra, runner = _RUNTIMES[runtime]
+def onnx_runner(model: SeemoRe, opset: int = 17) -> OnnxUpscaler:
+    """``model`` in onnxruntime, exported once: the graph is cached (:func:`cache_dir`) under
+    :func:`graph_key`, so later runs with the same weights load it instead of exporting again.
+    An unwritable cache falls back to a temporary file; an unreadable cached file is replaced."""
     try:
-        __import__(module)
+        import onnxruntime  # noqa: F401
     except ImportError:
-        raise ValueError(f"the {runtime} backend needs: pip install 'seemore-sr[{extra}]'") from None
+        raise ValueError("the onnxruntime backend needs: pip install 'seemore-sr[onnx]'") from None
     cfg, threads = model.config, torch.get_num_threads()
     name = f"{graph_key(model, opset)}-opset{opset}.onnx"
     try:
@@ -143,12 +119,12 @@ def onnx_runner(model: SeemoRe, opset: int = 17, runtime: str = "onnxruntime") -
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
             try:
-                return runner(path, cfg.scale, cfg.min_size, threads=threads)
+                return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
             except Exception:  # noqa: BLE001 - a damaged cache entry: export it again
                 path.unlink(missing_ok=True)
         export_onnx(model, path, opset)
-        return runner(path, cfg.scale, cfg.min_size, threads=threads)
-    except OSError:  # no writable cache: export for this run only (the runtime holds the graph)
+        return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
+    except OSError:  # no writable cache: export for this run only (the session holds the graph)
         with tempfile.TemporaryDirectory(prefix="seemore-onnx-") as folder:
             path = export_onnx(model, Path(folder) / name, opset)
-            return runner(path, cfg.scale, cfg.min_size, threads=threads)
+            return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)

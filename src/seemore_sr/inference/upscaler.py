@@ -132,14 +132,14 @@ class Upscaler:
         # True: a progress bar over the tiles of big images; a callable: ``progress(done, total)``
         # after each tile step (a tiled run) or once per network pass (an untiled one)
         self.progress = progress
-        if backend not in ("torch", "onnxruntime", "openvino"):
-            raise ValueError(f"backend must be torch, onnxruntime or openvino, got {backend!r}")
-        if backend != "torch":
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if backend == "onnxruntime":
             if self.device.type != "cpu" or precision != "fp32":
-                raise ValueError(f"the {backend} backend runs on the CPU in fp32")
+                raise ValueError("the onnxruntime backend runs on the CPU in fp32")
             from .export import onnx_runner
 
-            self.fast: nn.Module = onnx_runner(net, runtime=backend)
+            self.fast: nn.Module = onnx_runner(net)
             self.tile = 0  # routing lives in the graph; the ONNX model runs whole images
         else:
             from .fast import optimize
