@@ -12,7 +12,9 @@ gives its max difference from the fp32 result:
   in place by ``addmm_``, and a channels_last 1x1 conv;
 - their exact GELU (60 per image): fused into the GEMM (ours) against a separate pass;
 - LayerNorm (25 per image): the composed passes (ours) against torch's ``layer_norm``
-  and ``rms_norm`` of the centred map;
+  and ``rms_norm`` of the centred map; and fused into the GEMM after it (18 of the 25):
+  the centring folded into the weights (``W (x - mean) = (W - W 1 1^T / C) x``), so only
+  ``x / std`` is left to compute, its statistics by the composed passes or ``var_mean``;
 - oneDNN's fp32 "bf16 math mode" (``torch.backends.mkldnn.*.fp32_precision``), which
   runs an fp32 GEMM / conv on the CPU's bf16 units;
 - the dense 3x3 conv (7 per image) in bf16, and as "bf16x3" (x = xh + xl, w = wh + wl
@@ -114,6 +116,25 @@ def kernels() -> dict[str, dict[str, tuple]]:
             False,
         ),
     }
+    w2, b2 = torch.randn(2 * C, C) * 0.2, torch.randn(2 * C) * 0.1  # an FFN's fn_1 (C -> 2C), affine folded
+    w2c = w2 - w2.sum(1, keepdim=True) / C  # W (x - mean) = (W - W 1 1^T / C) x: the centring in the weights
+
+    def scaled_by_std(x_mean_var):  # x / std per pixel: what is left of the norm once the GEMM centres
+        _, var = x_mean_var
+        return lin(x * var.add_(1e-6).rsqrt_(), w2c, b2, "gelu", [], "none")
+
+    def centred_stats():
+        xc = x - x.mean(-1, keepdim=True)
+        return None, torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square_().div_(C)
+
+    norm_gemm = {
+        "norm passes, then GEMM + GELU (ours)": (lambda: lin(_layer_norm(x), w2, b2, "gelu", [], "none"), True),
+        "centring folded into the GEMM": (lambda: scaled_by_std(centred_stats()), False),
+        "... with var_mean's one-pass statistics": (
+            lambda: scaled_by_std(torch.var_mean(x, -1, correction=0, keepdim=True)[::-1]),
+            False,
+        ),
+    }
     conv = {
         "fp32 3x3 conv + GELU (ours)": (
             lambda: torch.ops.mkldnn._convolution_pointwise(xcl, w3, b, [1, 1], [1, 1], [1, 1], 1, "gelu", [], "none"),
@@ -131,6 +152,7 @@ def kernels() -> dict[str, dict[str, tuple]]:
         "1x1 conv + residual add": gemm_add,
         "1x1 conv + exact GELU": gemm_gelu,
         "LayerNorm with affine": norm,
+        "LayerNorm into the next GEMM (C->2C, GELU)": norm_gemm,
         "3x3 conv 36->36 + GELU": conv,
     }
 
