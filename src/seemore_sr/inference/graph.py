@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.seemore import LayerNorm, ResGroup, SeemoRe, route
+from .nhwc import _fold, _linear
 
 __all__ = ["ExportGraph"]
 
@@ -38,28 +39,21 @@ def _conv1x1(weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
     return conv
 
 
-def _fold_affine(norm: LayerNorm, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
-    """``conv(g * y + b)`` for a 1x1 ``conv`` as ``conv'(y)``: its weight and bias."""
-    w = conv.weight.detach()[:, :, 0, 0].double()
-    g, b = norm.weight.detach().double(), norm.bias.detach().double()
-    return (w * g).float(), (conv.bias.detach().double() + w @ b).float()
-
-
 class _Norm(nn.Module):
-    """LayerNorm over channels, its affine optional (folded elsewhere when absent)."""
+    """LayerNorm over channels without its affine (folded into the 1x1 conv after it)."""
 
-    def __init__(self, norm: LayerNorm, *, affine: bool) -> None:
+    def __init__(self, norm: LayerNorm) -> None:
         super().__init__()
         self.eps = norm.eps
-        self.affine = affine
-        if affine:
-            self.register_buffer("weight", norm.weight.detach().view(1, -1, 1, 1).clone())
-            self.register_buffer("bias", norm.bias.detach().view(1, -1, 1, 1).clone())
 
     def forward(self, x: Tensor) -> Tensor:
         d = x - x.mean(1, keepdim=True)
-        y = d / torch.sqrt((d * d).mean(1, keepdim=True) + self.eps)
-        return y * self.weight + self.bias if self.affine else y
+        return d / torch.sqrt((d * d).mean(1, keepdim=True) + self.eps)
+
+
+def _folded(norm: LayerNorm, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
+    """``conv(norm's affine(y))`` for a 1x1 ``conv`` as ``conv'(y)``: its weight and bias."""
+    return _fold(norm, *_linear(conv))
 
 
 class _Halves(nn.Module):
@@ -81,8 +75,8 @@ class _FFN(nn.Module):
 
     def __init__(self, norm: LayerNorm, ffn: nn.Module) -> None:
         super().__init__()
-        self.norm = _Norm(norm, affine=False)
-        self.fn_1 = _Halves(*_fold_affine(norm, ffn.fn_1[0]), gelu=True)
+        self.norm = _Norm(norm)
+        self.fn_1 = _Halves(*_folded(norm, ffn.fn_1[0]), gelu=True)
         self.gate, self.fn_2 = ffn.gate, ffn.fn_2
 
     def forward(self, x: Tensor) -> Tensor:
@@ -98,13 +92,12 @@ class _Group(nn.Module):
         rme, sme = group.local_block, group.global_block
         mixer = rme.block
         c = mixer.proj.out_channels
-        self.norm_1 = _Norm(rme.norm_1, affine=True)
+        self.norm_1 = rme.norm_1  # its affine stays: a padded 3x3 conv follows
         self.conv_3x3 = mixer.conv_1[0]
-        w, b = mixer.conv_1[2].weight.detach()[:, :, 0, 0], mixer.conv_1[2].bias.detach()
+        order = torch.arange(2 * c)
         if mixer.use_shuffle:  # [2, C] -> [C, 2]: output channel j was channel (j % 2) * C + j // 2
-            perm = torch.arange(2 * c).view(2, c).t().reshape(-1)
-            w, b = w[perm], b[perm]
-        self.to_ak = _Halves(w, b, gelu=False)
+            order = order.view(2, c).t().reshape(-1)
+        self.to_ak = _Halves(*_linear(mixer.conv_1[2], order), gelu=False)
         self.striped = mixer.conv_2
         self.agg_conv, self.recursive, self.context = mixer.agg_conv, mixer.recursive, mixer.conv
         moe = mixer.moe_layer
@@ -126,8 +119,8 @@ class _Group(nn.Module):
         self.register_buffer("spread", spread)
         self.proj = mixer.proj
         self.ffn_rme = _FFN(rme.norm_2, rme.ffn)
-        self.norm_sme = _Norm(sme.norm_1, affine=False)
-        self.to_qv = _Halves(*_fold_affine(sme.norm_1, sme.block.to_qv[0]), gelu=True)
+        self.norm_sme = _Norm(sme.norm_1)
+        self.to_qv = _Halves(*_folded(sme.norm_1, sme.block.to_qv[0]), gelu=True)
         self.attn, self.proj_sme = sme.block.attn, sme.block.proj
         self.ffn_sme = _FFN(sme.norm_2, sme.ffn)
 
@@ -139,8 +132,8 @@ class _Group(nn.Module):
             pooled = self.agg_conv(pooled)
         k = k + F.interpolate(self.context(pooled), size=k.shape[-2:], mode="bilinear", align_corners=False)
         weights, chosen = route(self.router(a.mean((2, 3))), self.topk, a.dtype)
-        mix = torch.zeros(a.shape[0], self.spread.shape[0], dtype=a.dtype).scatter(1, chosen, weights)
         n = a.shape[0]
+        mix = torch.zeros(n, self.spread.shape[0], dtype=a.dtype).scatter(1, chosen, weights)
         m = (mix @ self.spread).view(n, -1, 1, 1)
         a = a + self.up(self.low_x(a) * self.low_k(k) * m) + (mix @ self.up_bias).view(n, -1, 1, 1)
         x = self.ffn_rme(self.proj(a) + x)
