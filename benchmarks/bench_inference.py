@@ -8,11 +8,12 @@
     python benchmarks/bench_inference.py --peers --openvino    # + SPAN and ours in OpenVINO
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
-``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``:
-the NHWC rewrite with oneDNN-fused post-ops on CPU, CUDA graphs of the NCHW module on
-GPU), ``nhwc-unfused`` (CPU only: the rewrite with plain PyTorch ops: torch's
-``layer_norm``, GELU / add / mul as separate passes), ``nhwc-rewrite`` (GPU
-only: the CPU path on the GPU), ``optimize+compile`` (optional), ``optimize-bf16``
+``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``
+with the executor it chooses on this machine, named in the header: on CPUs it measures),
+``exec:NAME`` (the folded network with each executor forced, CPU: ``nhwc-fused`` oneDNN
+GEMMs with fused post-ops, ``nhwc`` plain PyTorch ops on NHWC, ``nchw-cl`` NCHW convs on
+channels_last memory, ``nchw``; GPU: ``nhwc`` only, the CPU path on the GPU),
+``optimize+compile`` (optional), ``optimize-bf16
 (autocast, CPUs with bf16 / GPUs), ``optimize-fp16`` (GPU only), ``onnxruntime`` (CPU: the
 exported graph, as ``--backend onnxruntime`` runs it), ``onnxruntime-unfolded`` (the eager
 module traced as it is, ``export_onnx(folded=False)``) and, with ``--openvino``, the
@@ -27,7 +28,6 @@ back to back, as when one module upscales a folder.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
@@ -41,9 +41,9 @@ import torch
 
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import cpu_description, time_call
-from seemore_sr.inference import nhwc
+from seemore_sr.inference.calibrate import candidates
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import CudaGraphed, FastSeemoRe, optimize
+from seemore_sr.inference.fast import CudaGraphed, make_ops, optimize
 from seemore_sr.models.complexity import paper_input_size
 from seemore_sr.models.seemore import pad_to_min
 
@@ -55,19 +55,10 @@ def paths_for(model, device, args):
     cl = cl.to(memory_format=torch.channels_last)
     out["channels_last"] = lambda x: cl(x.contiguous(memory_format=torch.channels_last))
     fast = optimize(model)
-    if device.type == "cpu":
-
-        def nhwc_unfused(x, fast=fast):
-            fused, nhwc._DNN = nhwc._DNN, False  # a benchmark's switch, not the library's
-            try:
-                return fast(x)
-            finally:
-                nhwc._DNN = fused
-
-        out["nhwc-unfused"] = nhwc_unfused  # the rewrite without oneDNN's fused post-ops
+    print(f"# optimize chose: {fast.executor}")
+    for name in candidates() if device.type == "cpu" else ["nhwc"]:
+        out[f"exec:{name}"] = model.fold(make_ops(name))
     out["optimize"] = fast
-    if device.type == "cuda":
-        out["nhwc-rewrite"] = FastSeemoRe(model)  # the CPU path, for comparison
     if args.compile:
         out["optimize+compile"] = torch.compile(optimize(model), dynamic=True)
     bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
@@ -87,11 +78,15 @@ def paths_for(model, device, args):
 
         out["optimize-fp16"] = fp16
         for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):  # the same in cuDNN's NHWC layout
-            graphed = CudaGraphed(copy.deepcopy(model).to(memory_format=torch.channels_last))
+            graphed = CudaGraphed(model)
+            graphed.model.ops = make_ops("nchw-cl")  # cuDNN's NHWC layout (a benchmark's switch)
+            for g in graphed.model.modules():
+                if hasattr(g, "ops"):
+                    g.ops = graphed.model.ops
 
             def half_cl(x, fast=graphed, dt=dt):
                 with torch.autocast("cuda", dtype=dt):
-                    return fast(x.contiguous(memory_format=torch.channels_last))
+                    return fast(x)
 
             out[f"optimize-{name}-cl"] = half_cl
     if device.type == "cpu" and not args.no_onnx:
@@ -224,7 +219,7 @@ def peers(args) -> int:
         "authors' SeemoRe-T": authors,
         "SAFMN (36 ch, 8 blocks)": safmn,
         "SPAN (48 ch)": span,
-        "ours, optimize() fp32": optimize(ours),
+        f"ours, optimize() fp32 [{optimize(ours).executor}]": optimize(ours),
     }
     h, w = paper_input_size(4)
     x = torch.rand(1, 3, h, w)
@@ -238,8 +233,8 @@ def peers(args) -> int:
             diffs["SPAN, OpenVINO fp32"] = (paths["SPAN, OpenVINO fp32"](x) - span(x)).abs().max().item()
     with torch.no_grad():
         ref = authors(x)
-        for k in ("ours, optimize() fp32", "ours, OpenVINO fp32"):
-            if k in paths:
+        for k in paths:
+            if k.startswith("ours"):
                 diffs[k] = (paths[k](x) - ref).abs().max().item()
         for f in paths.values():  # warm-up
             f(x)

@@ -34,7 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from seemore_sr.bench import cpu_description
-from seemore_sr.inference.nhwc import _DNN, _layer_norm, _nchw
+from seemore_sr.inference.nhwc import DNN, NHWCOps, _nchw
+
+_layer_norm = NHWCOps().norm
 
 H, W, C = 180, 320, 36  # tiny x4's features at 720p output
 
@@ -162,7 +164,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--out", type=Path, default=None, help="write OUT.txt and OUT.json")
     args = p.parse_args()
-    if not _DNN:
+    if not DNN:
         raise SystemExit("this PyTorch has no oneDNN (mkldnn) build; these levers are oneDNN's")
     rows, lines = [], []
     lines.append(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seemore_sr.bench import cpu_description, time_call
-from seemore_sr.inference.nhwc import _DNN, _conv, _layer_norm, _lin
+from seemore_sr.inference.nhwc import DNN, NHWCOps
+
+_OPS = NHWCOps()
 
 CPU = torch.device("cpu")
 
@@ -55,8 +57,8 @@ def main() -> int:
         peak = 2 * 4096**3 / peak_ms / 1e6
         rows.append(("SGEMM 4096^3 (peak reference)", peak_ms, peak, None))
         flops = 2 * pixels * c * c
-        rows.append(("1x1 conv as GEMM", median_ms(lambda: _lin(x, wt, b), args.repeats), None, flops))
-        gelu_ms = median_ms(lambda: _lin(x, wt, b, gelu=True), args.repeats)
+        rows.append(("1x1 conv as GEMM", median_ms(lambda: _OPS.linear(x, wt, b), args.repeats), None, flops))
+        gelu_ms = median_ms(lambda: _OPS.linear(x, wt, b, gelu=True), args.repeats)
         rows.append(("1x1 conv as GEMM + GELU", gelu_ms, None, flops))
         xc = x.permute(0, 3, 1, 2)  # channels_last view
         rows.append(
@@ -66,11 +68,11 @@ def main() -> int:
         other = [
             ("layer_norm (torch)", median_ms(lambda: F.layer_norm(x, (c,), None, None, 1e-6), args.repeats)),
             ("layer_norm (torch, affine)", median_ms(lambda: F.layer_norm(x, (c,), ln_w, ln_b, 1e-6), args.repeats)),
-            ("layer_norm (optimize's)", median_ms(lambda: _layer_norm(x), args.repeats)),
+            ("layer_norm (optimize's)", median_ms(lambda: _OPS.norm(x), args.repeats)),
         ]
         dw = nn.Conv2d(c, c, 3, padding=1, groups=c).requires_grad_(False)
         v = torch.randn(x.shape, generator=g)
-        if _DNN:
+        if DNN:
             args_ = (dw.weight, dw.bias, dw.padding, dw.stride, dw.dilation, dw.groups)
             fused = torch.ops.mkldnn._convolution_pointwise.binary
             other.append(
@@ -81,7 +83,7 @@ def main() -> int:
                     ),
                 )
             )
-        other.append(("dw 3x3 conv, then mul_ (optimize)", median_ms(lambda: _conv(x, dw).mul_(v), args.repeats)))
+        other.append(("dw 3x3 conv, then mul_ (optimize)", median_ms(lambda: _OPS.conv(x, dw, mul=v), args.repeats)))
     print(f"# {cpu_description()}")
     print(f"# {pixels} pixels x {c} channels, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"{'kernel':<34} {'ms':>8} {'GFLOP/s':>9} {'of peak':>8}")

@@ -253,14 +253,15 @@ def branches() -> None:
             f.unlink()
 
 
-def extend(scale: int, iters: int, lr: float) -> None:
+def extend(scale: int, iters: int, lr: float, data: list[str] = (), tag: str = "", threads: int = 2) -> None:
     """Continue the shipped x``scale`` weights for ``iters`` more iterations (warmup 50, then a
     linear decay to 0 from ``lr``): a CPU session's way to give x3 / x4 more training than
     their short fine-tunes had. Ships by the same rule; the ledger counts the iterations and
-    hours of the run it continues plus its own."""
+    hours of the run it continues plus its own. ``data``: the training folders (default: the
+    recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side."""
     base = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"][-1]
     total = base["branch_iters"] + iters
-    run = RUNS / f"campaign-x{scale}-ext-{total}"
+    run = RUNS / f"campaign-x{scale}-ext-{total}{'-' + tag if tag else ''}"
     init = run / "init.safetensors"
     if not init.exists():
         run.mkdir(parents=True, exist_ok=True)
@@ -269,7 +270,9 @@ def extend(scale: int, iters: int, lr: float) -> None:
         sets = [f"model.scale={scale}", f"model.init_from={init.relative_to(ROOT)}", f"train.iterations={iters}",
                 f"train.lr={lr}", "train.warmup=50", f"train.decay={iters - 50}",
                 f"train.val_every={iters}"]  # fmt: skip
-        if train_branch(run, sets, threads=2).wait():
+        if data:
+            sets.append(f"data.train=[{', '.join(data)}]")
+        if train_branch(run, sets, threads=threads).wait():
             sys.exit(f"x{scale} extension failed, see {run}/train.log")
     finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
            continues=base["run"])  # fmt: skip
@@ -385,12 +388,15 @@ def main() -> None:
     p.add_argument("--scale", type=int, choices=[2, 3, 4], help="extend: the shipped scale to continue")
     p.add_argument("--iters", type=int, default=1500, help="extend: iterations (default 1500)")
     p.add_argument("--lr", type=float, default=3e-4, help="extend: peak learning rate (default 3e-4)")
+    p.add_argument("--data", nargs="+", default=[], help="extend: training folders (default: the recipe's)")
+    p.add_argument("--tag", default="", help="extend: a suffix for the run's name (the arms of an A/B)")
+    p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2)")
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
     if args.command == "extend":
         if not args.scale:
             sys.exit("extend needs --scale")
-        extend(args.scale, args.iters, args.lr)
+        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads)
         return
     if args.command == "adopt":
         if not args.folder:

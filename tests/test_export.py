@@ -68,32 +68,19 @@ def test_onnx_graph_cached_by_weights(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["tiny_x4.safetensors", "base_x2.safetensors", "large_x3.safetensors"])
-def test_export_graph_is_the_network(name):
-    """The folded graph export_onnx traces (no shuffle or splits, norm affines folded, the
-    experts as one low-rank product) gives the authors' outputs, each image routed on its own."""
-    from seemore_sr.inference.graph import ExportGraph
+def test_folded_forms_give_the_authors_outputs(name):
+    """The folded network (no shuffle or splits, norm affines folded, the experts as one
+    low-rank product) in every executor and mode gives the authors' outputs, each image of
+    the batch routed on its own."""
+    from seemore_sr.inference.nhwc import NHWCOps
 
     t = load_file(GOLDEN / name)
     model = load_model(GOLDEN / name)
-    graph = ExportGraph(model).eval()
-    assert len(list(graph.modules())) < len(list(model.modules()))  # folded, not a copy
-    with torch.no_grad():
-        assert (graph(t["input"]) - t["output_eval"]).abs().max() <= 1e-5
-
-
-def test_export_graph_other_configs():
-    """Rank growth, top-k > 1 and no shuffle, none of them in the released variants' graphs."""
-    from seemore_sr import create_model
-    from seemore_sr.inference.graph import ExportGraph
-
-    torch.manual_seed(0)
-    for overrides in ({"topk": 2, "lr_space": "linear"}, {"use_shuffle": False, "num_experts": 4, "topk": 3}):
-        model = create_model("seemore-tiny-x3", num_layers=2, embedding_dim=8, **overrides)
-        for p in model.parameters():  # away from the init's zero biases and unit norms
-            p.data.add_(torch.randn_like(p) * 0.1)
-        x = torch.rand(3, 3, 17, 23)
-        with torch.no_grad():
-            assert (ExportGraph(model)(x) - model(x)).abs().max() <= 1e-5, overrides
+    for ops in (None, NHWCOps(), NHWCOps(fused=False)):
+        for dense in (False, True):
+            folded = model.fold(ops, dense=dense)
+            assert len(list(folded.modules())) < len(list(model.modules()))  # folded, not a copy
+            assert (folded(t["input"]) - t["output_eval"]).abs().max() <= 1e-5, (ops, dense)
 
 
 def test_export_unfolded_graph(tmp_path):

@@ -63,31 +63,22 @@ def test_batch_equals_single_calls():
     assert (batched - single).abs().max() <= 1e-5
 
 
-def dense_moe_forward(layer, x, k):
-    """The reference's training path: every expert, unchosen ones weighted by 0."""
-    weights = torch.softmax(layer.gate(x), dim=1, dtype=torch.float32).to(x.dtype)
-    top_w, top_i = torch.topk(weights, layer.topk)
-    exp_w = torch.zeros_like(weights).scatter(1, top_i, top_w)
-    out = x
-    for i, expert in enumerate(layer.experts):
-        out = out + expert(x, k) * exp_w[:, i : i + 1, None, None]
-    return out
-
-
 def test_train_mode_matches_dense_gradients():
+    """The sparse path (only chosen experts run) gives the dense path's outputs and gradients."""
     torch.manual_seed(1)
-    sparse = SeemoRe(tiny_cfg(num_layers=2)).train()
-    dense = SeemoRe(tiny_cfg(num_layers=2)).train()
-    dense.load_state_dict(sparse.state_dict())
-    for g in dense.body:
-        layer = g.local_block.block.moe_layer
-        layer.forward = lambda x, k, routing, layer=layer: dense_moe_forward(layer, x, k)
+    model = SeemoRe(tiny_cfg(num_layers=2)).train()
     x = torch.rand(3, 3, 16, 16)
-    (sparse(x) ** 2).mean().backward()
-    (dense(x) ** 2).mean().backward()
-    for (name, a), (_, b) in zip(sparse.named_parameters(), dense.named_parameters(), strict=False):
-        ga = a.grad if a.grad is not None else torch.zeros_like(a)
-        assert torch.allclose(ga, b.grad, atol=1e-6), name
+    x[1] = 1 - x[1]
+    grads = []
+    for dense in (False, True):
+        model.zero_grad()
+        (model(x, dense=dense) ** 2).mean().backward()
+        grads.append(
+            {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        )
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+    assert any(g.abs().sum() == 0 for n, g in grads[0].items() if ".experts." in n)  # some expert unchosen
 
 
 def test_bf16_autocast_training_step_with_split_routing():
@@ -104,8 +95,8 @@ def test_bf16_autocast_training_step_with_split_routing():
         y = model(x)
         (y.float() ** 2).mean().backward()
         layer = MoELayer(8, [2, 3, 4], topk=1)  # bf16 features (CUDA's autocast), fp32 routing weights
-        routing = (torch.ones(6, 1), (torch.arange(6) % 3).view(6, 1))
-        out = layer(x[:, :1].expand(6, 8, 16, 16).bfloat16(), torch.rand(6, 8, 16, 16), routing)
+        layer.gate.body[-1].register_forward_hook(lambda m, i, out: out + 50 * torch.eye(3)[torch.arange(6) % 3])
+        out = layer(x[:, :1].expand(6, 8, 16, 16).bfloat16(), torch.rand(6, 8, 16, 16))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
@@ -213,7 +204,7 @@ def test_registry():
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
-def test_optimize_is_exact(path, monkeypatch):
+def test_optimize_is_exact(path):
     from seemore_sr import optimize
     from seemore_sr.inference import nhwc
 
@@ -226,8 +217,8 @@ def test_optimize_is_exact(path, monkeypatch):
     x = torch.rand(1, 3, 9, 13)  # padded small input
     with torch.no_grad():
         assert (fast(x) - model(x)).abs().max() <= 1e-4
-    monkeypatch.setattr(nhwc, "_DNN", False)  # the plain-op fallback (autocast, builds without oneDNN)
-    assert (fast(t["input"]) - t["output_eval"]).abs().max() <= 1e-4
+    plain = model.fold(nhwc.NHWCOps(fused=False))  # the plain-op executor (autocast, builds without oneDNN)
+    assert (plain(t["input"]) - t["output_eval"]).abs().max() <= 1e-4
     assert all(p.requires_grad for p in model.parameters())  # the original is untouched
     with pytest.raises(RuntimeError, match="inference only"):
         fast.train()
@@ -237,7 +228,7 @@ def test_optimize_is_exact(path, monkeypatch):
 def test_fast_layer_norm_matches_torch(affine):
     # optimize's CPU LayerNorm is a composition of vectorised passes, not F.layer_norm:
     # it must agree on large offsets, flat pixels (variance 0, so eps decides) and affines.
-    from seemore_sr.inference.nhwc import _layer_norm
+    from seemore_sr.inference.nhwc import NHWCOps
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 7, 9, 36, generator=g) * 3 + 50
@@ -245,20 +236,20 @@ def test_fast_layer_norm_matches_torch(affine):
     x[1, 2] *= 1e-3
     w, b = (torch.randn(36, generator=g), torch.randn(36, generator=g)) if affine else (None, None)
     ref = torch.nn.functional.layer_norm(x, (36,), w, b, 1e-6)
-    out = _layer_norm(x, w, b)
+    out = NHWCOps().norm(x, w, b)
     assert out.shape == ref.shape and (out - ref).abs().max() <= 1e-4
     assert (out[0, 0, :4] == (b if affine else 0)).all()
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_cuda_graph_module_runs_the_dense_network_exactly(path):
-    # CudaGraphed (optimize's GPU path) runs the MoE layers dense so the graph is static;
+    # CudaGraphed (optimize's GPU path) runs the folded network dense so the graph is static;
     # off the GPU it runs that same dense network eagerly, which is checked here.
     from seemore_sr.inference.fast import CudaGraphed
 
     t = load_file(path)
     g = CudaGraphed(load_model(path))
-    assert all(m.dense for m in g.modules() if isinstance(m, MoELayer))
+    assert g.model.dense
     assert (g(t["input"]) - t["output_eval"]).abs().max() <= 1e-4  # three images, different experts
     with pytest.raises(RuntimeError, match="inference only"):
         g.train()

@@ -146,15 +146,15 @@ def test_fp16_overflow_falls_back_to_fp32(small_model, monkeypatch):
     # whole image: the fast module overflows under fp16 autocast
     up = Upscaler(small_model, device="cpu", tile=0)
     ref = up(img)
-    up.dtype = torch.float16  # as on a GPU; on the CPU the constructor refuses fp16
+    up.engine.dtype = torch.float16  # as on a GPU; on the CPU the constructor refuses fp16
     real = up.fast
-    up.fast = lambda x: inf_under_amp(real(x))
+    up.engine.fast = lambda x: inf_under_amp(real(x))
     with pytest.warns(UserWarning, match="overflowed"):
         assert np.array_equal(up(img), ref)
     # streamed tiles: the first non-finite tile stops the fp16 run, the fp32 rerun fills the image
     up = Upscaler(small_model, device="cpu", tile=16)
     ref = up(img)
-    up.dtype = torch.float16
+    up.engine.dtype = torch.float16
     tail = up.fast.tail
     monkeypatch.setattr(up.fast, "tail", lambda f, r: inf_under_amp(tail(f, r)))
     with pytest.warns(UserWarning, match="overflowed"):
@@ -381,13 +381,15 @@ def test_a_thin_strip_is_tiled_by_default():
 
 def test_bf16_on_a_cpu_without_it_warns_once_and_runs_fp32(small_model, monkeypatch, capsys):
     from seemore_sr import bench
-    from seemore_sr.inference import upscaler
+    from seemore_sr.errors import PrecisionFallback
+    from seemore_sr.inference import engine
 
     monkeypatch.setattr(bench, "native_bf16", lambda: False)
-    monkeypatch.setattr(upscaler, "_warned_bf16", False)
-    with pytest.warns(UserWarning, match="without native bf16.*fp32 runs instead"):
+    monkeypatch.setattr(engine, "_warned_bf16", False)
+    with pytest.warns(PrecisionFallback, match="without native bf16.*fp32 runs instead") as caught:
         up = Upscaler(small_model, device="cpu", precision="bf16")
     assert up.dtype == torch.float32
+    assert (caught[0].message.requested, caught[0].message.used) == ("bf16", "fp32")
     import warnings
 
     with warnings.catch_warnings():

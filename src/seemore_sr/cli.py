@@ -198,22 +198,26 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         subdirs=subdirs,
     )
     summary.failed[:0] = missing
-    reasons = " ".join(why for _, why in summary.failed)
-    for words, flag in _UPSCALE_HINTS.items():
-        if words in reasons:
-            print(f"hint: {flag}", file=sys.stderr)
+    for remedy in sorted(summary.remedies):
+        print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
     print(summary.line())
     return 1 if summary.failed else 0
 
 
-# The batch module's messages name no flags (the web app shares them); the CLI adds its own.
-_UPSCALE_HINTS = {
-    "pixel limit": "--max-pixels N raises the pixel limit",
-    "choose PNG": "--format png|jpg|webp|tiff picks the output format",
-    "overwrite or skip": "--overwrite or --skip-existing decide what happens to existing outputs",
-    "output folder or a suffix": "-o DIR or --suffix TEXT keep outputs apart from the inputs",
-    "smaller tiles": "--tile N sets the tile side (e.g. 128)",
+# The library names its parameters (errors.Refused.remedy, OptionError.option); the CLI says its flags.
+_HINTS = {
+    "max_pixels": "--max-pixels N raises the pixel limit",
+    "fmt": "--format png|jpg|webp|tiff picks the output format",
+    "existing": "--overwrite or --skip-existing decide what happens to existing outputs",
+    "outdir": "-o DIR or --suffix TEXT keep outputs apart from the inputs",
+    "tile": "--tile N sets the tile side (e.g. 128)",
+    "outscale": "--outscale S sets the final scale",
 }
+_FLAGS = {"outdir": "-o", "fmt": "--format", "max_pixels": "--max-pixels"}
+
+
+def _flag(option: str) -> str:
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -463,11 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data.images import ImageError
+    from .errors import OptionError
     from .models.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except OptionError as e:
+        print(f"seemore {args.command}: error: {_flag(e.option)} {e.value}: {e.reason}", file=sys.stderr)
+        return 2
     except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.seemore import SeemoRe, expert_ranks, route
+from ..models.seemore import MoELayer, SeemoRe, expert_ranks, route
 
 __all__ = [
     "Capture",
@@ -70,7 +70,7 @@ class _Hooks:
             h.remove()
 
 
-def _moe_layers(model: SeemoRe) -> list:
+def _moe_layers(model: SeemoRe) -> list[MoELayer]:
     return [g.local_block.block.moe_layer for g in model.body]
 
 
@@ -87,32 +87,39 @@ def _decisions(model: SeemoRe, hooks: _Hooks) -> list[tuple[Tensor, Tensor]]:
     return found
 
 
+def _routers(net: torch.nn.Module) -> list[tuple[torch.nn.Module, int]]:
+    """Every router's linear layer (its output: the logits) and top-k, in group order, of a
+    reference or folded network (or anything that holds one)."""
+    from ..models.folded import FoldedMoE
+
+    found = []
+    for m in net.modules():
+        if isinstance(m, MoELayer):
+            found.append((m.gate.body[-1], m.topk))
+        elif isinstance(m, FoldedMoE):
+            found.append((m.router, m.topk))
+    return found
+
+
 @contextmanager
 def recorded_routing(*nets: torch.nn.Module) -> Iterator[list[list[int]]]:
     """While the block runs, list the experts that each residual group of the networks in
-    ``nets`` (SeemoRe, FastSeemoRe: anything with stages) chooses for the first image of a
-    batch, one entry per group pass.
+    ``nets`` (reference or folded) chooses for the first image of a batch, one entry per
+    group pass (a tiled pass decides once per group, too).
 
-    It records what the upscale itself decided, at no extra cost. Networks that run no
-    Python per group (CUDA graphs, ONNX) record nothing: the list stays empty.
+    It records what the upscale itself decided, at no extra cost (forward hooks on the
+    routers). Networks that run no Python per group (CUDA graph replays, ONNX) record
+    nothing: the list stays empty.
     """
-    from ..models.stages import NetworkStages
-
     found: list[list[int]] = []
-    groups = list({id(g): g for n in nets if isinstance(n, NetworkStages) for g in n.groups}.values())
-    for g in groups:
-
-        def routing(mean: Tensor, original=g.routing) -> tuple[Tensor, Tensor]:
-            weights, experts = original(mean)
-            found.append(experts[0].tolist())
-            return weights, experts
-
-        g.routing = routing  # an instance attribute over the method, removed again below
-    try:
+    with _Hooks() as hooks:
+        seen = set()
+        for net in nets:
+            for linear, topk in _routers(net):
+                if id(linear) not in seen:
+                    seen.add(id(linear))
+                    hooks.add(linear, lambda m, i, out, k=topk: found.append(route(out, k, out.dtype)[1][0].tolist()))
         yield found
-    finally:
-        for g in groups:
-            del g.routing
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES
+from ..errors import OptionError, Refused
 from .upscaler import Upscaler
 
 __all__ = [
@@ -52,6 +53,7 @@ class Summary:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    remedies: set[str] = field(default_factory=set)  # Refused.remedy of the failures: what would help
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -98,7 +100,7 @@ def output_format(src: Path, fmt: str | None) -> tuple[str, str]:
     if ext in FORMATS:
         return ext, FORMATS[ext]
     if fmt:
-        raise ValueError(f"cannot write format {fmt!r}; choose png, jpg, webp or tiff")
+        raise OptionError("fmt", fmt, "cannot write this format; choose png, jpg, webp or tiff")
     return "png", "PNG"
 
 
@@ -120,9 +122,10 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
             try:
                 with Image.open(path) as im:
                     if im.width * im.height > max_pixels:
-                        raise ValueError(
+                        raise Refused(
                             f"{im.width}x{im.height} is over the {max_pixels:,} pixel limit "
-                            "(raise the pixel limit if the image is real)"
+                            "(raise the pixel limit if the image is real)",
+                            remedy="max_pixels",
                         )
                     if getattr(im, "n_frames", 1) > 1:
                         raise ValueError(f"animated image ({im.n_frames} frames); only single images are upscaled")
@@ -135,9 +138,10 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
                 Image.MAX_IMAGE_PIXELS = old
                 _PIL_GUARD.release()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(
+        raise Refused(
             f"over the {max_pixels:,} pixel limit, a possible decompression bomb ({e}); "
-            "raise the pixel limit if the image is real"
+            "raise the pixel limit if the image is real",
+            remedy="max_pixels",
         ) from None
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
@@ -213,9 +217,11 @@ def _check_format(im: Image.Image, fmt: str) -> None:
     if alpha and fmt == "JPEG":
         a = im.convert("RGBA").getchannel("A")
         if a.getextrema() != (255, 255):  # an opaque alpha is dropped, so that is fine
-            raise ValueError("JPEG cannot hold an alpha channel; choose PNG or WebP output")
+            raise Refused("JPEG cannot hold an alpha channel; choose PNG or WebP output", remedy="fmt")
     if im.mode in ("I;16", "I;16B", "I;16L", "I") and fmt in ("JPEG", "WEBP"):
-        raise ValueError(f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; choose PNG or TIFF output")
+        raise Refused(
+            f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; choose PNG or TIFF output", "fmt"
+        )
 
 
 def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool) -> None:
@@ -255,13 +261,13 @@ def upscale_files(
     summary = Summary()
     start = time.perf_counter()
     if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"-o {shown(outdir)}: is a file, not a folder")
+        raise OptionError("outdir", shown(outdir), "is a file, not a folder")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"-o {shown(outdir)}: cannot create the output folder ({e.strerror or e})") from None
+        raise OptionError("outdir", shown(outdir), f"cannot create the output folder ({e.strerror or e})") from None
     if not os.access(outdir, os.W_OK | os.X_OK):
-        raise ValueError(f"-o {shown(outdir)}: the output folder is not writable")
+        raise OptionError("outdir", shown(outdir), "the output folder is not writable")
     subdirs = subdirs or {}
     for folder in {outdir / subdirs.get(f, Path()) for f in files} | {outdir}:
         if folder.is_dir():
@@ -277,17 +283,19 @@ def upscale_files(
             _, out_fmt = output_format(src, fmt)
             dst = output_path(src, outdir, suffix, fmt, subdirs.get(src, Path()))
             if dst.resolve() in inputs:
-                raise ValueError(f"output {dst} would overwrite an input; choose another output folder or a suffix")
+                raise Refused(
+                    f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
+                )
             if dst.exists():
                 if existing == "skip":
                     summary.skipped.append(src)
                     continue
                 if existing != "overwrite":
-                    raise ValueError(f"output {dst} exists; overwrite or skip existing outputs")
+                    raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
             if deep and out_fmt != "PNG":
-                raise ValueError("16-bit colour input: only PNG keeps its depth here; choose PNG output")
+                raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
             _check_format(im, out_fmt)
             out = upscaler(_read_png16(src) if deep else im)
             try:
@@ -304,8 +312,10 @@ def upscale_files(
             summary.done.append(dst)
         except (ValueError, OSError, MemoryError) as e:
             if isinstance(e, MemoryError):
-                e = ValueError("out of memory (try smaller tiles)")
+                e = Refused("out of memory (try smaller tiles)", remedy="tile")
             summary.failed.append((str(src), str(e)))
+            if isinstance(e, Refused) and e.remedy:
+                summary.remedies.add(e.remedy)
             (bar.write if bar else log)(f"failed: {shown(src)}: {shown(e)}")
         finally:
             if bar is not None:

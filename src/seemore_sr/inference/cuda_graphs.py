@@ -1,8 +1,7 @@
-"""The GPU inference network: the eager NCHW SeemoRe replayed as CUDA graphs."""
+"""The GPU executor: the folded network (NCHW, dense MoE layers) replayed as CUDA graphs."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
@@ -10,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import Tensor, nn
 
-from ..models.seemore import MoELayer, SeemoRe
+from ..models.seemore import SeemoRe
 
 __all__ = ["CudaGraphed", "exact_cudnn"]
 
@@ -28,22 +27,20 @@ def exact_cudnn():
 
 
 class CudaGraphed(nn.Module):
-    """The eager NCHW network replayed as CUDA graphs, one per input shape and precision.
+    """The folded NCHW network replayed as CUDA graphs, one per input shape and precision.
 
     On a GPU the per-kernel launch cost dominates SeemoRe at common image sizes (the
-    tiny model runs ~300 small kernels per image). The MoE layers run dense (every
-    expert, the unchosen ones weighted 0: same outputs, no host synchronisation), so the
-    whole forward can be captured and replayed. A shape is captured on its second call
+    tiny model runs ~300 small kernels per image). The network is folded dense (every
+    expert as one low-rank product, the unchosen ones weighted 0: same outputs, no host
+    synchronisation), so the whole forward can be captured and replayed. A shape is captured on its second call
     (the first runs eagerly); at most ``max_graphs`` shapes are kept (least recently
     used first out); inputs above ``max_pixels`` run eagerly.
     """
 
     def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000) -> None:
         super().__init__()
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        for m in self.model.modules():
-            if isinstance(m, MoELayer):
-                m.dense = True
+        self.model = model.fold(dense=True)  # plain NCHW ops: cuDNN
+        self.executor = "cuda-graphs"
         self.config = model.config
         self.max_graphs, self.max_pixels = max_graphs, max_pixels
         self._graphs: OrderedDict = OrderedDict()

@@ -1,13 +1,13 @@
 """ONNX export with data-dependent routing and dynamic batch / height / width.
 
 The authors' eval path picks experts in Python, so a traced graph freezes the experts
-chosen for the tracing input. Here every MoE layer is exported in its dense form
-(all experts computed as one low-rank product, the unchosen ones weighted by zero, the
-top-k taken inside the graph), so each image of a batch is routed by its own content at
-run time. What is traced is :class:`~seemore_sr.inference.graph.ExportGraph`, the
-network with its weights folded (no channel shuffle or splits, norm affines in the next
-conv). Inputs must be at least ``4**recursive`` pixels on a side (16 for tiny / base):
-the graph does not pad.
+chosen for the tracing input. Here the network's folded form is traced dense
+(:meth:`SeemoRe.fold(dense=True) <seemore_sr.models.seemore.SeemoRe.fold>`: every MoE
+layer's experts as one low-rank product, the unchosen ones weighted by zero, the top-k
+taken inside the graph), so each image of a batch is routed by its own content at run
+time; no channel shuffle or splits, norm affines in the next conv. Inputs of any size
+work: sides below ``4**recursive`` are padded inside the graph (edge replication, as
+the module does) and the output cropped back.
 """
 
 from __future__ import annotations
@@ -24,12 +24,22 @@ from pathlib import Path
 import torch
 
 from .._fs import atomic_path
-from ..models.seemore import MoELayer, SeemoRe, pad_to_min
-from .graph import ExportGraph
+from ..models.seemore import SeemoRe, pad_to_min
 
 __all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
 
-GRAPH_VERSION = 2  # what export_onnx traces; part of the cache key (1: the dense eager module)
+GRAPH_VERSION = 3  # what export_onnx traces; part of the cache key (1: dense eager, 2: folded, no padding)
+
+
+class _Dense(torch.nn.Module):
+    """The eager module with dense MoE layers, for tracing."""
+
+    def __init__(self, net: SeemoRe) -> None:
+        super().__init__()
+        self.net, self.config = net, net.config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, dense=True)
 
 
 def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17, *, folded: bool = True) -> Path:
@@ -39,12 +49,7 @@ def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17, *, fol
     in their dense form): the same function in a graph ~1.2x slower in onnxruntime, whose
     node names follow the checkpoint's modules."""
     net = copy.deepcopy(model).eval().float().cpu()
-    if folded:
-        net = ExportGraph(net).eval()
-    else:
-        for m in net.modules():
-            if isinstance(m, MoELayer):
-                m.dense = True
+    net = net.fold(dense=True) if folded else _Dense(net)
     size = max(net.config.min_size, 32)
     x = torch.rand(1, net.config.in_chans, size, size + 8)
     path = Path(path)

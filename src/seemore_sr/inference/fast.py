@@ -1,37 +1,68 @@
 """``optimize(model)``: the fastest exact inference module for a SeemoRe network's device.
 
-CPU: :class:`~seemore_sr.inference.nhwc.FastSeemoRe` (:mod:`.nhwc`); CUDA:
-:class:`~seemore_sr.inference.cuda_graphs.CudaGraphed` (:mod:`.cuda_graphs`). Both give
-the network's outputs (max abs difference ~1e-5 in fp32) and are for inference only.
+Every path runs the network's folded inference form (:mod:`seemore_sr.models.folded`);
+they differ only in the executor, the object that says how its operations run:
+
+- ``nhwc-fused``: NHWC GEMMs with oneDNN's fused GELU / add (:class:`~.nhwc.NHWCOps`);
+- ``nhwc``: the same layout with plain PyTorch ops (``NHWCOps(fused=False)``);
+- ``nchw-cl``: NCHW convolutions on channels_last memory (``Ops(torch.channels_last)``);
+- ``nchw``: NCHW convolutions (``Ops()``); on CUDA, replayed as CUDA graphs
+  (:class:`~.cuda_graphs.CudaGraphed`, the MoE layers folded dense).
+
+On a CPU, ``executor="auto"`` picks by measuring (:mod:`.calibrate`): which is fastest
+depends on the CPU (AVX-512 with AMX against AVX2 only). Each gives the network's
+outputs (max abs difference ~1e-5 in fp32), for inference only.
 """
 
 from __future__ import annotations
 
-import copy
-
+import torch
 from torch import nn
 
+from ..errors import OptionError
+from ..models.folded import FoldedSeemoRe, Ops
 from ..models.seemore import SeemoRe
 from .cuda_graphs import CudaGraphed, exact_cudnn
-from .nhwc import FastSeemoRe
+from .nhwc import NHWCOps
 
-__all__ = ["optimize", "FastSeemoRe", "CudaGraphed", "exact_cudnn"]
+__all__ = ["optimize", "CudaGraphed", "exact_cudnn", "EXECUTORS", "make_ops"]
+
+EXECUTORS = ("nhwc-fused", "nhwc", "nchw-cl", "nchw")
 
 
-def optimize(model: SeemoRe) -> nn.Module:
+def make_ops(executor: str) -> Ops:
+    """The executor object for a name of :data:`EXECUTORS`."""
+    if executor == "nhwc-fused":
+        return NHWCOps(fused=True)
+    if executor == "nhwc":
+        return NHWCOps(fused=False)
+    if executor == "nchw-cl":
+        return Ops(torch.channels_last)
+    if executor == "nchw":
+        return Ops()
+    raise OptionError("executor", executor, f"must be auto or one of {', '.join(EXECUTORS)}")
+
+
+def optimize(model: SeemoRe, executor: str = "auto") -> nn.Module:
     """The fastest exact inference module for ``model``'s device (eval only, same outputs).
 
-    CPU: :class:`FastSeemoRe` (NHWC GEMMs with oneDNN-fused GELU / add). CUDA: the
-    eager NCHW network replayed as CUDA graphs (:class:`CudaGraphed`); cuDNN's NCHW
-    kernels beat the NHWC rewrite there (``benchmarks/bench_inference.py``). Other
-    devices: an eval-mode copy of the network. ``model`` itself is left as it was (its
-    mode included): the result holds its own copy of the weights.
+    ``executor``: "auto", or one of :data:`EXECUTORS` to force it (CUDA: only "auto" and
+    "nchw", both CUDA graphs). The result names its executor (``.executor``). ``model``
+    itself is left as it was (its mode included): the result holds its own copy of the
+    weights. A module ``optimize`` returned is returned as it is.
     """
-    if isinstance(model, FastSeemoRe | CudaGraphed):
+    if isinstance(model, FoldedSeemoRe | CudaGraphed):
         return model
+    if executor != "auto":
+        make_ops(executor)  # a bad name fails here, on every device
     device = next(model.parameters()).device
-    if device.type == "cuda":
+    if device.type == "cuda" and executor in ("auto", "nchw"):
         return CudaGraphed(model)
-    if device.type != "cpu":
-        return copy.deepcopy(model).eval().requires_grad_(False)
-    return FastSeemoRe(model).to(device)
+    if executor == "auto":
+        if device.type == "cpu":
+            from .calibrate import fastest_executor
+
+            executor = fastest_executor(model)
+        else:
+            executor = "nchw"
+    return model.fold(make_ops(executor)).to(device)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.seemore import SeemoReConfig, pad_to_min
+from ..models.seemore import SeemoRe, SeemoReConfig, pad_to_min
 from ..models.stages import GroupStages, NetworkStages
 from .cuda_graphs import CudaGraphed
 
@@ -269,11 +269,13 @@ def _group(g: GroupStages, src: _Map, dst: _Map, tile: tuple[int, int], f: int, 
 
 
 def _stages(model: nn.Module) -> NetworkStages:
-    """The network the tiles run through: ``model`` itself (a SeemoRe runs its NCHW stages,
-    a FastSeemoRe its NHWC ones), or the eager network inside a CudaGraphed."""
+    """The network the tiles run through: a folded network itself (NHWC on CPUs, NCHW),
+    the one inside a CudaGraphed, or a reference SeemoRe folded here (NCHW)."""
     net = model.model if isinstance(model, CudaGraphed) else model
+    if isinstance(net, SeemoRe):
+        net = net.fold()
     if not isinstance(net, NetworkStages) or not all(isinstance(g, GroupStages) for g in net.groups):
-        raise TypeError(f"tiled_forward needs a network with stages (SeemoRe, FastSeemoRe), got {type(model).__name__}")
+        raise TypeError(f"tiled_forward needs a SeemoRe network or its folded form, got {type(model).__name__}")
     return net
 
 
@@ -290,9 +292,9 @@ def tiled_forward(
     """``model(x)`` computed about ``tile x tile`` input pixels at a time (eval mode; tiles by
     area, :func:`tile_shape`), same result.
 
-    ``model``: any network with stages (:mod:`seemore_sr.models.stages`): a SeemoRe (NCHW,
-    cuDNN's path on a GPU), a FastSeemoRe (NHWC, the CPU's), or a CudaGraphed (its eager
-    network), in eval mode.
+    ``model``: a folded network (:mod:`seemore_sr.models.folded`; NHWC on CPUs, NCHW
+    with cuDNN on GPUs), a CudaGraphed (the folded network inside it), or a SeemoRe
+    (folded here, NCHW), in eval mode.
 
     ``x`` may live on the CPU while ``model`` is on a GPU: tiles are moved one at a time.
     ``progress`` is called once per tile and pass (:func:`tile_steps` of them). With ``sink``,

@@ -29,16 +29,18 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> int:
     """MACs of one forward pass on ``x``; with ``expert`` set, that expert in every MoE layer.
 
-    With ``expert`` set, the pass runs on the ``meta`` device (shapes only, instant).
+    With ``expert`` set, the pass runs on the ``meta`` device (shapes only, instant), with the
+    MoE layers dense, and only that expert's convs are counted.
     """
     from .seemore import MoELayer
 
+    skipped: set[int] = set()  # the convs of the experts not counted
     if expert is not None:
         model = copy.deepcopy(model).to("meta")
         x = torch.empty(x.shape, device="meta")
         for m in model.modules():
             if isinstance(m, MoELayer):
-                m.forward = lambda x, k, routing, e=m.experts[expert]: x + e(x, k)
+                skipped |= {id(c) for j, e in enumerate(m.experts) if j != expert for c in e.modules()}
 
     total = 0
 
@@ -48,6 +50,8 @@ def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> 
 
     def conv_hook(m: nn.Conv2d, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
         nonlocal total
+        if id(m) in skipped:
+            return
         kh, kw = m.kernel_size
         total += out.numel() * (m.in_channels // m.groups) * kh * kw
 
@@ -65,7 +69,7 @@ def count_macs(model: nn.Module, x: torch.Tensor, expert: int | None = None) -> 
             handles.append(m.register_forward_hook(resize_hook))
     try:
         with torch.no_grad():
-            model(x)
+            model(x, dense=expert is not None)
     finally:
         for h in handles:
             h.remove()

@@ -83,7 +83,16 @@ class SeemoReConfig:
 def pad_to_min(x: Tensor, min_size: int) -> Tensor:
     """``x`` (..., H, W) edge-replicated at the bottom and right to at least ``min_size`` a
     side (the network's ``4**recursive``), else unchanged: the one padding rule of every
-    path (module, NHWC rewrite, tiles, ONNX runner); callers crop the output back."""
+    path (module, folded network, tiles, exported graph); callers crop the output back.
+
+    While tracing (ONNX export) the padding is a gather of clamped indices, so the graph
+    pads whatever size it is given at run time, not the tracing input's."""
+    if torch.jit.is_tracing():
+        for dim in (x.ndim - 2, x.ndim - 1):
+            size = torch._shape_as_tensor(x)[dim]
+            idx = torch.arange(torch.clamp(size, min=min_size)).clamp(max=size - 1)
+            x = x.index_select(dim, idx)
+        return x
     ph, pw = max(min_size - x.shape[-2], 0), max(min_size - x.shape[-1], 0)
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
@@ -204,15 +213,14 @@ def dense_mix(weights: Tensor, chosen: Tensor, num_experts: int) -> Tensor:
 
 
 class MoELayer(nn.Module):
-    """MoRE (Mixture of Low-Rank Expertise), routed per image; only chosen experts are computed.
+    """MoRE (Mixture of Low-Rank Expertise): ``x + sum_j w_j expert_j(x, k)`` over the experts
+    the router picks for each image (top-k of the softmax of its logits, from the spatial
+    mean of ``x``).
 
-    ``routing`` is ``(weights, experts)`` from :meth:`ResGroup.routing` (the whole image's
-    decision, also when tiles run one at a time). ``dense = True`` evaluates every expert
-    and zero-weights the unchosen ones (the authors' training path): same outputs, but a
-    static graph for export.
+    ``dense=False`` computes only the chosen experts; ``dense=True`` computes every expert
+    and weights the unchosen ones by 0 (the authors' training path): the same outputs and
+    gradients, a static graph.
     """
-
-    dense: bool = False
 
     def __init__(self, dim: int, ranks: list[int], topk: int) -> None:
         super().__init__()
@@ -224,9 +232,9 @@ class MoELayer(nn.Module):
         """The decision for features ``x``: ``(weights [N, k], experts [N, k])``."""
         return route(self.gate(x), self.topk, x.dtype)
 
-    def forward(self, x: Tensor, k: Tensor, routing: tuple[Tensor, Tensor]) -> Tensor:
-        weights, chosen = routing
-        if self.dense:
+    def forward(self, x: Tensor, k: Tensor, *, dense: bool = False) -> Tensor:
+        weights, chosen = self.routing(x)
+        if dense:
             mix = dense_mix(weights, chosen, len(self.experts))
             out = x
             for j, expert in enumerate(self.experts):
@@ -253,8 +261,8 @@ class MoELayer(nn.Module):
 
 
 class MoEBlock(nn.Module):
-    """RME's mixer: local features ``a`` and calibrated context ``k`` feed MoRE (the experts).
-    Its stages run from :class:`ResGroup`."""
+    """RME's mixer: ``conv_1`` (and the channel shuffle) split into local features ``a`` (through
+    the striped ``conv_2``) and context ``k`` (calibrated); MoRE mixes them; ``proj``."""
 
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
@@ -267,6 +275,10 @@ class MoEBlock(nn.Module):
         ranks = expert_ranks(cfg.lr_space, cfg.num_experts)
         self.moe_layer = MoELayer(dim, ranks, cfg.topk)
         self.proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: Tensor, *, dense: bool = False) -> Tensor:
+        a, k = self.split(x)
+        return self.proj(self.moe_layer(self.conv_2(a), self.calibrate(k), dense=dense))
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``conv_1``, optional channel shuffle, split into ``(x, k)`` halves."""
@@ -281,10 +293,17 @@ class MoEBlock(nn.Module):
                 x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
         return x.chunk(2, dim=1)
 
+    def calibrate(self, k: Tensor) -> Tensor:
+        """``k`` plus its context: pooled ``recursive`` times by 4, convolved, resized back."""
+        pooled = k
+        for _ in range(self.recursive):
+            pooled = self.agg_conv(pooled)
+        ctx = F.interpolate(self.conv(pooled), size=k.shape[-2:], mode="bilinear", align_corners=False)
+        return k + ctx
+
 
 class RME(nn.Module):
-    """Rank modulating expert: pre-norm MoE block and gated FFN, each residual.
-    Its stages run from :class:`ResGroup`."""
+    """Rank modulating expert: pre-norm MoE block and gated FFN, each residual."""
 
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
@@ -292,6 +311,10 @@ class RME(nn.Module):
         self.block = MoEBlock(dim, cfg)
         self.norm_2 = LayerNorm(dim)
         self.ffn = GatedFFN(dim)
+
+    def forward(self, x: Tensor, *, dense: bool = False) -> Tensor:
+        x = self.block(self.norm_1(x), dense=dense) + x
+        return self.ffn(self.norm_2(x)) + x
 
 
 class SME(nn.Module):
@@ -310,60 +333,15 @@ class SME(nn.Module):
 
 
 class ResGroup(nn.Module):
-    """A residual group (RG): the rank modulating expert (RME), then the spatial modulating expert (SME).
-
-    Written as stages, cut at the group's two whole-image operations, the router's mean
-    and ``calibrate``'s pooled context (the interface of :mod:`seemore_sr.models.stages`;
-    tiled inference runs the same stages tile by tile):
-
-    - :meth:`branches`: ``norm_1``, the mixer's ``conv_1`` (and channel shuffle) split
-      into ``a`` (after the striped ``conv_2``) and ``k``;
-    - :meth:`pool` and :meth:`context`: ``calibrate``'s strided pooling and its convs;
-      upsampled bilinearly and added to ``k``;
-    - :meth:`routing`: the router's decision from the spatial mean of ``a``;
-    - :meth:`finish`: MoRE, ``proj`` and the residual, the gated FFN, then SME.
-    """
-
-    channels_last = False  # the stages take and give NCHW tensors
+    """A residual group (RG): the rank modulating expert (RME), then the spatial modulating expert (SME)."""
 
     def __init__(self, dim: int, cfg: SeemoReConfig) -> None:
         super().__init__()
         self.local_block = RME(dim, cfg)
         self.global_block = SME(dim, cfg.global_kernel_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        a, k = self.branches(x)
-        ctx = F.interpolate(self.context(self.pool(k)), size=k.shape[-2:], mode="bilinear", align_corners=False)
-        return self.finish(x, a, k + ctx, self.routing(a.mean((2, 3))))
-
-    def branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """RME's two branches ``(a, k)``, before calibration."""
-        mixer = self.local_block.block
-        a, k = mixer.split(self.local_block.norm_1(x))
-        return mixer.conv_2(a), k
-
-    def pool(self, k: Tensor) -> Tensor:
-        """``calibrate``'s strided pooling: ``recursive`` depthwise 4x4 convs of stride 4."""
-        mixer = self.local_block.block
-        for _ in range(mixer.recursive):
-            k = mixer.agg_conv(k)
-        return k
-
-    def context(self, pooled: Tensor) -> Tensor:
-        """The pooled context's depthwise and pointwise convs (still at low resolution)."""
-        return self.local_block.block.conv(pooled)
-
-    def routing(self, mean: Tensor) -> tuple[Tensor, Tensor]:
-        """The router's ``(weights, experts)`` from the ``[N, C]`` spatial mean of ``a``."""
-        moe = self.local_block.block.moe_layer
-        return route(moe.gate.logits(mean), moe.topk, mean.dtype)
-
-    def finish(self, x: Tensor, a: Tensor, k: Tensor, routing: tuple[Tensor, Tensor]) -> Tensor:
-        """The rest of the group, given the calibrated ``k`` and the routing: MoRE, FFN, SME."""
-        rme = self.local_block
-        x = rme.block.proj(rme.block.moe_layer(a, k, routing)) + x
-        x = rme.ffn(rme.norm_2(x)) + x
-        return self.global_block(x)
+    def forward(self, x: Tensor, *, dense: bool = False) -> Tensor:
+        return self.global_block(self.local_block(x, dense=dense))
 
 
 # ----------------------------------------------------------------------------- network
@@ -387,31 +365,28 @@ class SeemoRe(nn.Module):
         s = config.scale
         self.upsampler = nn.Sequential(nn.Conv2d(c, n * s * s, 3, padding=1), nn.PixelShuffle(s))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, dense: bool = False) -> Tensor:
+        """``dense``: every expert computed, the unchosen weighted 0 (same outputs; :class:`MoELayer`)."""
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected input of shape (N, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x = pad_to_min(x, self.config.min_size)
-        res = self.head(x)
+        img_range = self.config.img_range
+        res = self.conv_1((x - self.mean) * img_range)
         feat = res
         for group in self.body:
-            feat = group(feat)
-        out = self.tail(feat, res)
-        if x.shape[-2:] != (h, w):
-            s = self.config.scale
-            out = out[..., : h * s, : w * s]
-        return out
+            feat = group(feat, dense=dense)
+        out = self.upsampler(self.conv_2(self.norm(feat)) + res) / img_range + self.mean
+        s = self.config.scale
+        return out[..., : h * s, : w * s]
 
-    @property
-    def groups(self) -> nn.ModuleList:
-        """The residual groups (``body``, named as the checkpoints name it)."""
-        return self.body
+    def fold(self, ops=None, *, dense: bool = False):
+        """The inference form (:class:`~seemore_sr.models.folded.FoldedSeemoRe`): the same
+        function with the shuffle, splits and norm affines folded into the weights, run by
+        ``ops`` (NCHW PyTorch by default; :class:`~seemore_sr.inference.nhwc.NHWCOps` on
+        CPUs); ``dense`` for a static graph. Built from a copy: this module is left as it is."""
+        import copy
 
-    def head(self, x: Tensor) -> Tensor:
-        """Shallow features: the image, centred and scaled, through ``conv_1``."""
-        return self.conv_1((x - self.mean) * self.config.img_range)
+        from .folded import FoldedSeemoRe
 
-    def tail(self, x: Tensor, res: Tensor) -> Tensor:
-        """The groups' output and the head's -> the upscaled image (``norm``, ``conv_2``, pixel shuffle)."""
-        x = self.conv_2(self.norm(x)) + res
-        return self.upsampler(x) / self.config.img_range + self.mean
+        return FoldedSeemoRe(copy.deepcopy(self), ops, dense=dense)

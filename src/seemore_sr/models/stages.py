@@ -9,11 +9,10 @@ context map. Everything else is local. Cut there, a group is five stages::
     k    = k + bilinear(ctx, k's size)
     out  = g.finish(x, a, k, g.routing(mean of a over the image))   # local
 
-:class:`~seemore_sr.models.seemore.ResGroup` (NCHW, the reference and the training
-module) and the NHWC inference group (:mod:`seemore_sr.inference.nhwc`) implement it;
-their ``forward`` is the composition above. Tiled inference
-(:mod:`seemore_sr.inference.tiling`) runs the same stages over tiles, with the mean
-and the pooled map gathered from every tile first, so it works with either.
+The folded residual group (:class:`~seemore_sr.models.folded.FoldedGroup`) implements
+it, in whichever layout its executor uses; its ``forward`` is the composition above.
+Tiled inference (:mod:`seemore_sr.inference.tiling`) runs the same stages over tiles,
+with the mean and the pooled map gathered from every tile first.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 import traceback
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 
 from ..analysis.explain import expert_ranks_of, recorded_routing
 from ..inference.batch import FORMATS, INPUT_SUFFIXES, open_checked, probe, upscale_files
-from ..inference.upscaler import Upscaler
+from ..inference.upscaler import Engine, Upscaler
 
 __all__ = ["Busy", "Cancelled", "Job", "Jobs", "Settings", "safe_name"]
 
@@ -150,6 +149,7 @@ class Jobs:
             raise ValueError("no models to serve")
         self.models = models
         self.device = device
+        self.engines: dict[tuple[str, str], Engine] = {}  # (model, precision): built once, shared by jobs
         self.max_queue = max_queue
         self.max_pixels = max_pixels
         self.keep_s = keep_s
@@ -298,28 +298,30 @@ class Jobs:
 
         return report
 
+    def engine(self, model: str, precision: str) -> Engine:
+        """The engine for ``model`` at ``precision``, built on first use (worker thread only)."""
+        key = (model, precision)
+        if key not in self.engines:
+            self.engines[key] = Engine(self.models[model], device=self.device, precision=precision)
+        return self.engines[key]
+
     def _run(self, job: Job) -> None:
         s = job.settings
         job.state = "running"
         start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            upscaler = Upscaler(
-                self.models[s.model], device=self.device, precision=s.precision, tile=s.tile,
-                progress=self._progress(job),
-            )  # fmt: skip
-            tiled = upscaler.tiled(job.size[1], job.size[0])
-            with recorded_routing(upscaler.fast, upscaler.model) as routing:  # whole images, tiles
-                summary = upscale_files(
-                    upscaler,
-                    [job.src],
-                    job.folder / "out",
-                    suffix=f"-x{upscaler.scale}",
-                    fmt=s.format,
-                    progress=False,
-                    log=lambda message: None,
-                    max_pixels=self.max_pixels,
-                )
+        upscaler = Upscaler(self.engine(s.model, s.precision), tile=s.tile, progress=self._progress(job))
+        tiled = upscaler.tiled(job.size[1], job.size[0])
+        with recorded_routing(upscaler.fast) as routing:  # whole images, tiles
+            summary = upscale_files(
+                upscaler,
+                [job.src],
+                job.folder / "out",
+                suffix=f"-x{upscaler.scale}",
+                fmt=s.format,
+                progress=False,
+                log=lambda message: None,
+                max_pixels=self.max_pixels,
+            )
         if summary.failed:
             self._end(job, "failed", summary.failed[0][1])
             return
@@ -333,7 +335,7 @@ class Jobs:
             "out_height": job.size[1] * upscaler.scale,
             "seconds": round(time.perf_counter() - start, 3),
             "precision": precision,
-            "precision_note": " ".join(str(w.message).split(";")[0] for w in caught if "bf16" in str(w.message)),
+            "precision_note": (f"{fb.requested} {fb.why}" if (fb := upscaler.engine.fallback) else ""),
             "tile": tiled,
             "device": str(upscaler.device),
             "routing": [

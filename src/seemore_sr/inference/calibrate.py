@@ -1,0 +1,110 @@
+"""Which executor runs fastest on this CPU: measured once, then remembered.
+
+The fastest way to run the folded network depends on the CPU: oneDNN's fused NHWC
+kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CPUs
+(BENCHMARKS.md). :func:`fastest_executor` times every candidate on a short calibration
+(the network's first two residual groups on a 144 x 256 input: the per-group work that
+dominates, at feature maps of the size that decides cache behaviour; three interleaved
+rounds, median), and keeps the winner in ``<cache>/executors.json`` under the CPU model,
+torch version, thread count and channel width. Later processes read it back.
+
+``SEEMORE_EXECUTOR=name`` forces an executor; ``SEEMORE_CALIBRATE=0`` skips measuring
+and takes the choice from a table of known CPU kinds (:func:`table_choice`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import time
+
+import torch
+
+from ..bench import _cpuinfo, cpu_description
+from ..models.seemore import SeemoRe
+from .nhwc import DNN
+
+__all__ = ["fastest_executor", "candidates", "calibrate", "table_choice", "CALIBRATION_SIZE"]
+
+CALIBRATION_SIZE = (144, 256)  # LR input of the calibration pass
+
+
+def candidates() -> list[str]:
+    """The CPU executors worth measuring here."""
+    return (["nhwc-fused"] if DNN else []) + ["nhwc", "nchw-cl", "nchw"]
+
+
+def table_choice() -> str:
+    """The choice without measuring, from the CPU's flags: oneDNN's fused kernels on
+    AVX-512 CPUs (measured fastest on the AMX Xeon, family 6 model 207), plain NHWC ops on
+    AVX2-only CPUs (fastest exact path on the AVX2 EPYC, family 25 model 1: issue 26)."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    if DNN and "avx512f" in flags:
+        return "nhwc-fused"
+    return "nhwc"
+
+
+def _key(model: SeemoRe) -> str:
+    cfg = model.config
+    return (
+        f"{cpu_description()} | torch {torch.__version__} | {torch.get_num_threads()} threads | C={cfg.embedding_dim}"
+    )
+
+
+def _cache_file():
+    from .export import cache_dir
+
+    return cache_dir() / "executors.json"
+
+
+def calibrate(model: SeemoRe, rounds: int = 3, size: tuple[int, int] = CALIBRATION_SIZE) -> dict[str, float]:
+    """Median milliseconds of each candidate executor on the calibration pass."""
+    from .fast import make_ops
+
+    net = copy.deepcopy(model).float().cpu().eval()
+    net.body = net.body[:2]
+    x = torch.rand(1, net.config.in_chans, *size, generator=torch.Generator().manual_seed(0))
+    runs = {name: net.fold(make_ops(name)) for name in candidates()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.no_grad():
+        for f in runs.values():
+            f(x)  # warm-up: oneDNN primitives, allocator
+        for _ in range(rounds):
+            for name, f in runs.items():
+                t = time.perf_counter()
+                f(x)
+                times[name].append(time.perf_counter() - t)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def fastest_executor(model: SeemoRe) -> str:
+    """The executor ``optimize`` uses for ``model`` on this CPU (see the module docstring)."""
+    forced = os.environ.get("SEEMORE_EXECUTOR")
+    if forced:
+        return forced
+    if os.environ.get("SEEMORE_CALIBRATE", "1") == "0":
+        return table_choice()
+    key, path = _key(model), _cache_file()
+    try:
+        known = json.loads(path.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("executor") in candidates():
+        return entry["executor"]
+    ms = calibrate(model)
+    best = min(ms, key=ms.get)
+    known[key] = {"executor": best, "ms": {k: round(v, 2) for k, v in ms.items()}}
+    try:
+        from .._fs import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, replace=True) as tmp:
+            tmp.write_text(json.dumps(known, indent=1) + "\n")
+    except OSError:
+        pass  # an unwritable cache: measured again next time
+    return best
