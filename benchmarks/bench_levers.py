@@ -1,6 +1,6 @@
 """Levers for issue 17 at the kernel level, measured side by side on this CPU.
 
-    python benchmarks/bench_levers.py [--repeats 15] [--out results/levers-NAME]
+    python benchmarks/bench_levers.py [--repeats 15] [--out benchmarks/results/levers-NAME]
 
 ``optimize``'s forward at 720p output (tiny x4) is a chain of ~300 kernels over a
 57,600-pixel x 36-channel NHWC map. Each row below times one way of doing one of those

@@ -1,7 +1,7 @@
 """Is the auto tiling policy the faster path? Whole-image against tiled passes, side by side.
 
     python benchmarks/bench_tiling.py                       # x4, several sizes, 3 rounds
-    python benchmarks/bench_tiling.py --json results/tiling-<cpu>.json
+    python benchmarks/bench_tiling.py --json benchmarks/results/tiling-<cpu>.json
 
 For each input size: ``Upscaler(tile=0)`` (whole image) and ``tile=256`` (``--tiles``),
 interleaved, median of ``--repeats`` rounds after a warm-up round, plus what ``tile="auto"`` picks for that size.

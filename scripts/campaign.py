@@ -1,5 +1,10 @@
 """The training campaign's bookkeeping (called by scripts/campaign.sh; usable on its own).
 
+Its records live under ``campaign/`` (campaign/README.md): the resumable x2 trunk
+(``trunk/``), runs in progress (``runs/``, each removed once evaluated), the ledger of every
+branch and extension (``ledger.jsonl``), the validation curves of runs already gone
+(``curves.jsonl``), the evaluations of the shipped weights (``results/``) and the recipe.
+
     python scripts/campaign.py status      trunk iterations, it/s, CPU-hours, latest PSNRs
     python scripts/campaign.py branches    x2 cool-down + x3/x4 fine-tunes from the trunk's
                                            current state, evaluated; ship what beats the package
@@ -27,10 +32,13 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "runs"
-TRUNK = RUNS / "campaign-x2"
-PRE = RUNS / "tiny-x2"  # the 2000-iteration run the trunk was initialised from
-LEDGER = RUNS / "campaign.jsonl"
+CAMPAIGN = ROOT / "campaign"
+RUNS = CAMPAIGN / "runs"
+TRUNK = CAMPAIGN / "trunk"
+LEDGER = CAMPAIGN / "ledger.jsonl"
+CURVES = CAMPAIGN / "curves.jsonl"  # Set5 validation points of earlier runs, and what preceded the trunk
+RESULTS = CAMPAIGN / "results"
+RECIPE = CAMPAIGN / "recipes" / "cpu-trunk.yaml"
 WEIGHTS = ROOT / "src" / "seemore_sr" / "weights"
 BENCH = ROOT.parent / "shared" / "data" / "benchmark"
 DATASETS = ("Set5", "Set14", "B100")
@@ -83,9 +91,21 @@ def val_points(run: Path, iter_offset: int, hours_offset: float) -> list[tuple[i
     return points
 
 
+def curves() -> list[dict]:
+    return [json.loads(line) for line in CURVES.read_text().splitlines() if line.strip()] if CURVES.exists() else []
+
+
+def _meta() -> dict:
+    return next((r for r in curves() if r["series"] == "meta"), {})
+
+
 def trunk_offset() -> int:
     """x2 iterations before the trunk (the run it was initialised from)."""
-    return max((r["iter"] for r in rows(PRE)), default=0)
+    return _meta().get("x2_iters_before_trunk", 0)
+
+
+def hours_before_trunk() -> float:
+    return _meta().get("cpu_hours_before_trunk", 0.0)
 
 
 def trunk_iteration() -> int:
@@ -102,7 +122,7 @@ def ledger() -> list[dict]:
 
 
 def shipped(scale: int) -> dict:
-    path = ROOT / "results" / f"bundled-x{scale}.json"
+    path = RESULTS / f"bundled-x{scale}.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -114,7 +134,7 @@ def status() -> None:
     print(f"trunk {TRUNK.relative_to(ROOT)}: iteration {it} (+{trunk_offset()} before the trunk)")
     if speed:
         print(f"  speed: {speed[len(speed) // 2]:.2f} it/s (median of the last {len(speed)} log rows)")
-    hours = f"trunk {cpu_hours(TRUNK):.2f}, before it {cpu_hours(PRE):.2f}"
+    hours = f"trunk {cpu_hours(TRUNK):.2f}, before it {hours_before_trunk():.2f}"
     print(f"  CPU-hours: {hours}; GPU-minutes: {gpu_minutes(TRUNK):.1f}")
     if val:
         v = val[-1]
@@ -142,7 +162,7 @@ def seemore(*args: str, log: Path) -> None:
 
 
 def train_branch(run: Path, sets: list[str], threads: int) -> subprocess.Popen:
-    args = ["train", "cpu-trunk", "--run", str(run.relative_to(ROOT)), "--no-progress"]
+    args = ["train", str(RECIPE.relative_to(ROOT)), "--run", str(run.relative_to(ROOT)), "--no-progress"]
     args += [a for s in [*sets, "train.ema_decay=0", f"train.threads={threads}"] for a in ("--set", s)]
     print("+ seemore " + " ".join(args), flush=True)
     run.mkdir(parents=True, exist_ok=True)
@@ -161,7 +181,14 @@ def evaluate(run: Path, scale: int) -> dict:
 
 
 def finish(
-    run: Path, scale: int, trunk_iter: int, branch_iters: int, hours: float, gpu: float = 0.0, continues: str = ""
+    run: Path,
+    scale: int,
+    trunk_iter: int,
+    branch_iters: int,
+    hours: float,
+    gpu: float = 0.0,
+    continues: str = "",
+    keep: bool = False,
 ) -> None:
     """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it."""
     if any(e["run"] == run.name for e in ledger()):
@@ -171,14 +198,15 @@ def finish(
     better = all(result[d]["psnr"] > old.get(d, {}).get("psnr", -1) for d in ("Set5", "B100"))
     if better:
         shutil.copyfile(run / "latest.safetensors", WEIGHTS / f"seemore-tiny-x{scale}.safetensors")
-        shutil.copyfile(run / "eval.json", ROOT / "results" / f"bundled-x{scale}.json")
-        shutil.copyfile(run / "eval.txt", ROOT / "results" / f"bundled-x{scale}.txt")
+        shutil.copyfile(run / "eval.json", RESULTS / f"bundled-x{scale}.json")
+        shutil.copyfile(run / "eval.txt", RESULTS / f"bundled-x{scale}.txt")
     entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
                  branch_iters=branch_iters, cpu_hours=round(hours, 3), gpu_minutes=round(gpu, 2), eval=result,
                  shipped=better, **({"continues": continues} if continues else {}))  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
-    (run / "state.pt").unlink(missing_ok=True)  # only the trunk's state stays in the tree
+    if run.parent == RUNS and not keep:  # recorded in the ledger: the run's folder is history (git), not state
+        shutil.rmtree(run)
     print(
         f"x{scale} from trunk {trunk_iter}: "
         + ", ".join(f"{d} {result[d]['psnr']:.3f}" for d in DATASETS)
@@ -218,7 +246,7 @@ def trunk_snapshots(t: int) -> None:
 
 def branches() -> None:
     t = trunk_iteration()
-    base_hours = cpu_hours(PRE) + cpu_hours(TRUNK)
+    base_hours = hours_before_trunk() + cpu_hours(TRUNK)
     if os.environ.get("SNAPSHOTS", "1") == "1":
         trunk_snapshots(t)
     cool = RUNS / f"campaign-x2-cool-{t}"
@@ -228,7 +256,8 @@ def branches() -> None:
                 f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
         if train_branch(cool, sets, threads=2).wait():
             sys.exit(f"x2 cool-down failed, see {cool}/train.log")
-    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t), gpu_minutes(TRUNK))
+    # kept until the fine-tunes, which start from it, are done
+    finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t), gpu_minutes(TRUNK), keep=True)
     procs = {}
     warm = min(50, FINETUNE // 4)
     scales = (3, 4) if FINETUNE > 0 else ()  # FT_ITERS=0: the cool-down alone (x3 / x4 wait for a GPU)
@@ -246,20 +275,21 @@ def branches() -> None:
     for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
         finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run), gpu_minutes(TRUNK))
+    shutil.rmtree(cool, ignore_errors=True)
     # The tree must stay small enough to travel to a GPU with the packed training set
     # (64 MiB): a branch keeps its log, eval and ledger entry; shipped weights live in the package.
-    for run in (cool, *(RUNS / f"campaign-x{s}-ft-{t}" for s in scales)):
-        for f in run.glob("*.safetensors"):
-            f.unlink()
 
 
-def extend(scale: int, iters: int, lr: float, data: list[str] = (), tag: str = "", threads: int = 2) -> None:
+def extend(
+    scale: int, iters: int, lr: float, data: list[str] = (), tag: str = "", threads: int = 2, continues: str = ""
+) -> None:
     """Continue the shipped x``scale`` weights for ``iters`` more iterations (warmup 50, then a
     linear decay to 0 from ``lr``): a CPU session's way to give x3 / x4 more training than
     their short fine-tunes had. Ships by the same rule; the ledger counts the iterations and
     hours of the run it continues plus its own. ``data``: the training folders (default: the
     recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side."""
-    base = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"][-1]
+    shipped_runs = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"]
+    base = next(e for e in shipped_runs if e["run"] == continues) if continues else shipped_runs[-1]
     total = base["branch_iters"] + iters
     run = RUNS / f"campaign-x{scale}-ext-{total}{'-' + tag if tag else ''}"
     init = run / "init.safetensors"
@@ -276,8 +306,6 @@ def extend(scale: int, iters: int, lr: float, data: list[str] = (), tag: str = "
             sys.exit(f"x{scale} extension failed, see {run}/train.log")
     finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
            continues=base["run"])  # fmt: skip
-    for f in run.glob("*.safetensors"):
-        f.unlink()
 
 
 def _iteration(run: Path) -> int:
@@ -308,7 +336,7 @@ def adopt(folder: Path) -> None:
         return
     if os.environ.get("SNAPSHOTS", "1") == "1":
         trunk_snapshots(new)
-    base_hours, base_gpu = cpu_hours(PRE) + cpu_hours(TRUNK), gpu_minutes(TRUNK)
+    base_hours, base_gpu = hours_before_trunk() + cpu_hours(TRUNK), gpu_minutes(TRUNK)
     for tar in tars:
         with tarfile.open(tar) as t:
             (name,) = {Path(m.name).parts[0] for m in t.getmembers()}
@@ -321,12 +349,6 @@ def adopt(folder: Path) -> None:
         finish(run, scale, new, done, base_hours + hours, base_gpu + gpu)
         if scale == 2:  # the fine-tunes start from the cooled x2: they cost it too
             base_hours, base_gpu = base_hours + hours, base_gpu + gpu
-        for f in run.glob("*.safetensors"):
-            f.unlink()
-
-
-def last_iter(run: str) -> int:
-    return max((r["iter"] for r in rows(RUNS / run)), default=0)
 
 
 def plot(out: Path) -> None:
@@ -338,15 +360,12 @@ def plot(out: Path) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from seemore_sr.evaluation.evaluate import paper_numbers
 
-    bic = {s: json.loads((ROOT / "results" / f"bicubic-x{s}.json").read_text())["Set5"]["psnr"] for s in (2, 4)}
+    bic = {s: json.loads((RESULTS / f"bicubic-x{s}.json").read_text())["Set5"]["psnr"] for s in (2, 4)}
     off = trunk_offset()
-    pre_pts = val_points(PRE, 0, 0.0)
-    trunk_pts = val_points(TRUNK, off, cpu_hours(PRE))
-    # the first x4 weights: fine-tuned from the 2000-iteration x2 in four stages (scripts/train_bundled.sh)
-    x4_pts, it4, h4 = [], off, cpu_hours(PRE)
-    for stage in ("tiny-x4", "tiny-x4-stage2", "tiny-x4-stage3", "tiny-x4-stage4"):
-        x4_pts += val_points(RUNS / stage, it4, h4)
-        it4, h4 = it4 + last_iter(stage), h4 + cpu_hours(RUNS / stage)
+    pre_pts = [(r["iter"], r["cpu_hours"], r["set5"]) for r in curves() if r["series"] == "x2-initial"]
+    trunk_pts = val_points(TRUNK, off, hours_before_trunk())
+    # the first x4 weights: fine-tuned from the 2000-iteration x2 in four stages (round 1)
+    x4_pts = [(r["iter"], r["cpu_hours"], r["set5"]) for r in curves() if r["series"] == "x4-first"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, xi, xlabel in (
         (axes[0], 0, "x2 training iterations (batch 16)"),
@@ -391,12 +410,13 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=[], help="extend: training folders (default: the recipe's)")
     p.add_argument("--tag", default="", help="extend: a suffix for the run's name (the arms of an A/B)")
     p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2)")
+    p.add_argument("--continues", default="", help="extend: the ledger run it continues (default: the shipped one)")
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
     if args.command == "extend":
         if not args.scale:
             sys.exit("extend needs --scale")
-        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads)
+        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads, args.continues)
         return
     if args.command == "adopt":
         if not args.folder:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The training campaign for the bundled SeemoRe-T weights (issue 12).
-#   scripts/campaign.sh start    resume the x2 trunk (runs/campaign-x2) in the background, nice'd
+#   scripts/campaign.sh start    resume the x2 trunk (campaign/trunk) in the background, nice'd
 #   scripts/campaign.sh pause    SIGSTOP it (around benchmarks); resume continues it
 #   scripts/campaign.sh resume
 #   scripts/campaign.sh stop     SIGTERM: the trunk saves its state at the next iteration and exits;
@@ -10,7 +10,7 @@
 #   scripts/campaign.sh status   iterations, it/s, CPU-hours, latest PSNRs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRUNK=runs/campaign-x2
+TRUNK=campaign/trunk
 PIDFILE=$TRUNK/pid
 mkdir -p "$TRUNK"
 
@@ -22,7 +22,7 @@ case "${1:-status}" in
     # the repo's venv when the caller has none active (a trunk that cannot start must say so here)
     if ! command -v seemore >/dev/null && [ -x .venv/bin/seemore ]; then PATH="$PWD/.venv/bin:$PATH"; fi
     command -v seemore >/dev/null || { echo "campaign: seemore not found: activate the venv (README quick start)" >&2; exit 2; }
-    nohup nice -n 10 seemore train cpu-trunk --run "$TRUNK" --no-progress >>"$TRUNK/train.log" 2>&1 &
+    nohup nice -n 10 seemore train campaign/recipes/cpu-trunk.yaml --run "$TRUNK" --no-progress >>"$TRUNK/train.log" 2>&1 &
     echo $! >"$PIDFILE"
     echo "trunk started (pid $!), log $TRUNK/train.log"
     ;;

@@ -5,7 +5,7 @@
 #   mkdir -p .devdata && cp -r ../shared/data/benchmark/Set5 ../shared/reference/golden .devdata/
 set -o pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1
-OUT=${OUT:-results/device}; mkdir -p "$OUT"
+OUT=${OUT:-campaign/device}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, numpy, PIL, safetensors, yaml, tqdm; print('torch', torch.__version__)" || exit 1
 [ -n "$BENCH_ONLY" ] || python3 benchmarks/device_check.py --device cuda --set5 .devdata/Set5 --golden .devdata/golden \

@@ -6,11 +6,11 @@
 # about FT_S seconds each. Iteration counts come from the trunk's measured speed on the device;
 # each branch also has a time limit, so a wrong estimate cannot overrun the call.
 #
-#   here:    scripts/campaign.sh stop   (BRANCHES=0 to skip the CPU branches) so runs/campaign-x2/state.pt is current
+#   here:    scripts/campaign.sh stop   (BRANCHES=0 to skip the CPU branches) so campaign/trunk/state.pt is current
 #            python scripts/pack_devdata.py    (the training set as lossless WebP in .devdata/, ignored by git)
 #   device:  run(command="MINUTES=4.5 COOL_S=60 FT_S=80 bash scripts/device_train.sh", carry=[".devdata"], timeout_s=590)
 #   here:    python scripts/campaign.py adopt DIR    (DIR = the reply's files_at: the trunk's state, log and metrics;
-#            the branches, if any, are unpacked into runs/, evaluated, and shipped if better)
+#            the branches, if any, are unpacked into campaign/runs/, evaluated, and shipped if better)
 #            scripts/campaign.sh start               (the CPU trunk resumes from the GPU's state)
 #
 # What comes back ($OUT, flat, at most 8 files): state.pt, latest.safetensors, metrics.jsonl,
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/device-train}; mkdir -p "$OUT"
-RUN=${RUN:-runs/campaign-x2}
+RUN=${RUN:-campaign/trunk}
 DATA=${DATA:-.devdata/train}
 MINUTES=${MINUTES:-8}
 COOL_S=${COOL_S:-0}
@@ -46,7 +46,7 @@ common=(--no-progress --set "data.train=[$DATA]" --set data.val=null --set data.
 echo "device_train: $precision, channels_last=$channels_last, batch $BATCH x ${PATCH}px, trunk $MINUTES min" | tee -a "$LOG"
 state_iter() { python3 -c "import torch; print(torch.load('$RUN/state.pt', weights_only=True)['iteration'])"; }
 t0=$(state_iter)
-python3 -m seemore_sr train cpu-trunk --run "$RUN" --max-minutes "$MINUTES" "${common[@]}" \
+python3 -m seemore_sr train campaign/recipes/cpu-trunk.yaml --run "$RUN" --max-minutes "$MINUTES" "${common[@]}" \
   --set train.ckpt_every=500 2>&1 | tee -a "$LOG"
 cp "$RUN/state.pt" "$RUN/latest.safetensors" "$RUN/metrics.jsonl" "$OUT/"
 t=$(state_iter)
@@ -63,13 +63,13 @@ print(statistics.median(mine[-20:]) if mine else max(t - t0, 1) / (minutes * 60)
 PY
 )
 iters() { python3 -c "print(max(20, int($rate * $1)))"; }
-branch() {  # NAME SECONDS ARGS...: a branch run in runs/NAME with a time limit of 1.5x its estimate
+branch() {  # NAME SECONDS ARGS...: a branch run in campaign/runs/NAME with a time limit of 1.5x its estimate
   local name=$1 secs=$2; shift 2
   echo "device_train: branch $name (about ${secs}s at $rate it/s): $*" | tee -a "$LOG"
-  python3 -m seemore_sr train cpu-trunk --run "runs/$name" --max-minutes "$(python3 -c "print($secs * 1.5 / 60)")" \
+  python3 -m seemore_sr train campaign/recipes/cpu-trunk.yaml --run "campaign/runs/$name" --max-minutes "$(python3 -c "print($secs * 1.5 / 60)")" \
     "${common[@]}" --set train.ema_decay=0 --set train.ckpt_every=1000000 "$@" 2>&1 | tee -a "$LOG"
 }
-pack() { tar -C runs -cf "$OUT/$1.tar" --exclude=state.pt "$2"; }
+pack() { tar -C campaign/runs -cf "$OUT/$1.tar" --exclude=state.pt "$2"; }
 n=$(iters "$COOL_S")
 cool=campaign-x2-cool-$t
 branch "$cool" "$COOL_S" --set train.branch_from="$RUN/state.pt" --set train.iterations=$((t + n)) --set train.warmup=0 \
@@ -77,7 +77,7 @@ branch "$cool" "$COOL_S" --set train.branch_from="$RUN/state.pt" --set train.ite
 pack cool "$cool"
 n=$(iters "$FT_S"); warm=$(( n / 4 < 50 ? n / 4 : 50 ))
 for s in 3 4; do
-  branch "campaign-x$s-ft-$t" "$FT_S" --set model.scale=$s --set model.init_from="runs/$cool/latest.safetensors" \
+  branch "campaign-x$s-ft-$t" "$FT_S" --set model.scale=$s --set model.init_from="campaign/runs/$cool/latest.safetensors" \
     --set train.iterations="$n" --set train.warmup="$warm" --set train.decay=$((n - warm)) --set train.val_every="$n"
   pack "x$s" "campaign-x$s-ft-$t"
 done

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 seemore explain seemore-tiny-x4 ../shared/data/benchmark/Set5/LR_bicubic/X4/butterflyx4.png \
-  --data ../shared/data/benchmark/Set5 ../shared/data/benchmark/B100 --out "$out" | tee results/explain-x4.txt
+  --data ../shared/data/benchmark/Set5 ../shared/data/benchmark/B100 --out "$out" | tee campaign/results/explain-x4.txt
 cp "$out/routing.png" docs/explain-routing-x4.png
 cp "$out/butterflyx4_explain.png" docs/explain-photo-x4.png
-cp "$out/routing.json" results/explain-routing-x4.json
+cp "$out/routing.json" campaign/results/explain-routing-x4.json

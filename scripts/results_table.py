@@ -1,4 +1,4 @@
-"""Markdown table of results/bundled-x{s}.json next to bicubic (ours) and the paper's SeemoRe-T.
+"""Markdown table of campaign/results/bundled-x{s}.json next to bicubic (ours) and the paper's SeemoRe-T.
 
     python scripts/results_table.py     # the README's weights table
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from seemore_sr.evaluation.evaluate import paper_numbers
 
-root = Path(__file__).resolve().parents[1] / "results"
+root = Path(__file__).resolve().parents[1] / "campaign" / "results"
 print("| scale | dataset | ours (PSNR / SSIM) | bicubic | paper SeemoRe-T | share of the paper's gain |")
 print("|---|---|---|---|---|---|")
 for s in (2, 3, 4):

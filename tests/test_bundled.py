@@ -38,10 +38,10 @@ def test_main_job_upscales_the_sample(tmp_path):
 
 
 def test_readme_numbers_come_from_results():
-    """The README's weights table shows what results/bundled-x*.json (``seemore eval``) measured."""
+    """The README's weights table shows what campaign/results/bundled-x*.json (``seemore eval``) measured."""
     readme = (ROOT / "README.md").read_text()
     for scale in (2, 3, 4):
-        table = json.loads((ROOT / "results" / f"bundled-x{scale}.json").read_text())
+        table = json.loads((ROOT / "campaign" / "results" / f"bundled-x{scale}.json").read_text())
         assert table["Set5"]["images"] == 5 and table["B100"]["images"] == 100
         for name in ("Set5", "Set14", "B100"):
             r = table[name]

@@ -10,7 +10,7 @@ from seemore_sr import create_model, save_model
 from seemore_sr.cli import main
 from seemore_sr.evaluation.evaluate import paper_numbers
 
-from .conftest import BENCH, ROOT
+from .conftest import BENCH, ROOT, SHARED
 
 
 def test_eval_cli_outputs(tmp_path, capsys):
@@ -59,5 +59,5 @@ def test_paper_table_ships_with_the_package():
     from seemore_sr.evaluation.evaluate import PAPER_CSV
 
     assert PAPER_CSV.is_relative_to(ROOT / "src" / "seemore_sr")
-    assert PAPER_CSV.read_text() == (ROOT.parent / "shared" / "reference" / "paper_results.csv").read_text()
+    assert PAPER_CSV.read_text() == (SHARED / "reference" / "paper_results.csv").read_text()
     assert paper_numbers("SeemoRe-T", 4)["set5"] == {"psnr": 32.31, "ssim": 0.8965}

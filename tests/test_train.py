@@ -306,6 +306,9 @@ def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
     assert (run / "latest.safetensors").exists()
 
 
+TRUNK_RECIPE = ROOT / "campaign" / "recipes" / "cpu-trunk.yaml"
+
+
 @pytest.mark.slow
 def test_device_train_script_continues_the_trunk(tmp_path, data):
     """scripts/device_train.sh on the CPU: resumes a trunk state with the device's batch and patch
@@ -313,7 +316,7 @@ def test_device_train_script_continues_the_trunk(tmp_path, data):
     run = tmp_path / "trunk"
     trunk = ["data.patch_size=16", "train.batch_size=2", "train.threads=1", f"data.train=[{data / 'train'}]",
              "data.val=null", "model.init_from=null"]  # fmt: skip
-    train(load_config("cpu-trunk", trunk), run, progress=False, stop_after=2)
+    train(load_config(TRUNK_RECIPE, trunk), run, progress=False, stop_after=2)
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "RUN": str(run), "DATA": str(data / "train"), "MINUTES": "0.005",
            "BATCH": "4", "PATCH": "20", "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
@@ -341,14 +344,14 @@ def test_device_train_script_makes_the_branches(tmp_path):
     big.mkdir()
     for i in range(3):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (72, 76, 3), dtype=np.uint8)).save(big / f"{i}.png")
-    run = tmp_path / "runs" / "campaign-x2"
+    run = tmp_path / "campaign" / "trunk"
     trunk = ["data.patch_size=16", "train.batch_size=2", "train.threads=1", f"data.train=[{big}]",
              "data.val=null", "model.init_from=null"]  # fmt: skip
-    train(load_config("cpu-trunk", trunk), run, progress=False, stop_after=2)
+    train(load_config(TRUNK_RECIPE, trunk), run, progress=False, stop_after=2)
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
-    shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks")
-    (tmp_path / "runs" / "tiny-x2").mkdir()  # the recipe's init_from, checked on every start
-    save_model(create_model("seemore-tiny-x2"), tmp_path / "runs" / "tiny-x2" / "latest.safetensors")
+    shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks", ignore=shutil.ignore_patterns("results"))
+    shutil.copytree(ROOT / "campaign" / "recipes", tmp_path / "campaign" / "recipes")
+    save_model(create_model("seemore-tiny-x2"), run / "init.safetensors")  # the recipe's init_from
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "RUN": str(run), "DATA": str(big), "MINUTES": "0.005",
            "COOL_S": "0.5", "BATCH": "2", "PATCH": "16", "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
@@ -368,9 +371,11 @@ def test_device_train_script_makes_the_branches(tmp_path):
 
 def test_missing_data_folders_say_what_to_pass(tmp_path, data):
     run = tmp_path / "run"
-    for key, match in (("data.train", r"data.train: .*nowhere: no such folder.*--set 'data.train=\["),
-                       ("data.val", r"data.val: .*nowhere: no such folder.*data.val=null")):  # fmt: skip
+    for key, match in (("data.train", r"data.train: .*nowhere: no such folder.*your HR images"),
+                       ("data.val", r"data.val: .*nowhere: no such folder.*null to train without")):  # fmt: skip
         value = f"[{tmp_path / 'nowhere'}]" if key == "data.train" else str(tmp_path / "nowhere")
-        with pytest.raises(TrainingError, match=match):
+        with pytest.raises(TrainingError, match=match) as caught:
             train(load_config(None, sets(data, **{key: value})), run, progress=False)
+        assert caught.value.key == key and caught.value.suggest.startswith(f"{key}=")
+        assert "--set" not in str(caught.value)  # the library names keys; the CLI names its flag
     assert not run.exists()

@@ -20,7 +20,13 @@ RECIPES = Path(__file__).parent / "recipes"
 
 
 class ConfigError(ValueError):
-    """A training config that cannot be used; the message names the key."""
+    """A training config that cannot be used. ``key`` is the config key at fault
+    (``section.key``; None when the override itself is malformed), and the message says why;
+    ``suggest`` is a ``section.key=value`` assignment that would fix it, where one does."""
+
+    def __init__(self, message: str, key: str | None = None, suggest: str | None = None) -> None:
+        self.key, self.suggest = key, suggest
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -167,18 +173,18 @@ def _validate(cfg: TrainConfig) -> None:
 
 def _set(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
-        raise ConfigError(f"--set {assignment!r}: expected section.key=value")
+        raise ConfigError(f"override {assignment!r}: expected section.key=value")
     key, text = assignment.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) != 2:
-        raise ConfigError(f"--set {assignment!r}: expected section.key=value (e.g. train.batch_size=16)")
+        raise ConfigError(f"override {assignment!r}: expected section.key=value (e.g. train.batch_size=16)")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
     raw.setdefault(parts[0], {})
     if not isinstance(raw[parts[0]], dict):
-        raise ConfigError(f"--set {assignment!r}: {parts[0]} is not a section")
+        raise ConfigError(f"override {assignment!r}: {parts[0]} is not a section", key=parts[0])
     raw[parts[0]][parts[1]] = value
 
 

@@ -45,8 +45,8 @@ from .config import ConfigError, TrainConfig, TrainSection
 __all__ = ["train", "sr_loss", "lr_at", "schedule_lr", "TrainingError"]
 
 
-class TrainingError(ValueError):
-    pass
+class TrainingError(ConfigError):
+    """A run that cannot start or go on; ``key`` / ``suggest`` as for :class:`ConfigError`."""
 
 
 def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1) -> Tensor:
@@ -252,12 +252,16 @@ def _check_data_paths(cfg: TrainConfig) -> None:
         if not Path(folder).is_dir():
             raise TrainingError(
                 f"data.train: {folder}: no such folder (the recipes' default is the repository's layout, "
-                "../shared/data beside the checkout); pass --set 'data.train=[FOLDER, ...]' with your HR images"
+                "../shared/data beside the checkout); set it to the folders of your HR images",
+                key="data.train",
+                suggest="data.train=[FOLDER, ...]",
             )
     if cfg.data.val and not Path(cfg.data.val).is_dir():
         raise TrainingError(
-            f"data.val: {cfg.data.val}: no such folder; pass --set data.val=FOLDER (HR/ and optional "
-            "LR_bicubic/X{s}/, as the benchmarks are laid out) or --set data.val=null to train without validation"
+            f"data.val: {cfg.data.val}: no such folder; set it to a folder (HR/ and optional "
+            "LR_bicubic/X{s}/, as the benchmarks are laid out), or to null to train without validation",
+            key="data.val",
+            suggest="data.val=FOLDER",
         )
 
 
