@@ -220,6 +220,7 @@ def peers(args) -> int:
         "SAFMN (36 ch, 8 blocks)": safmn,
         "SPAN (48 ch)": span,
         f"ours, optimize() fp32 [{optimize(ours).executor}]": optimize(ours),
+        **{f"ours, executor {name}": ours.fold(make_ops(name)) for name in candidates()},
     }
     h, w = paper_input_size(4)
     x = torch.rand(1, 3, h, w)
@@ -248,12 +249,12 @@ def peers(args) -> int:
         against = "SPAN in torch" if k.startswith("SPAN") else "the authors' code, same weights"
         print(f"# {k}: max |diff| {d:.1e} from {against}")
     base = statistics.median(times["authors' SeemoRe-T"])
-    print(f"{'model':<26} {'median ms':>10} {'range ms':>17} {'vs authors':>11}")
+    print(f"{'model':<40} {'median ms':>10} {'range ms':>17} {'vs authors':>11}")
     rows = {}
     for k, t in times.items():
         med = statistics.median(t)
         rows[k] = {"median_ms": 1e3 * med, "min_ms": 1e3 * min(t), "max_ms": 1e3 * max(t), "vs_authors": med / base}
-        print(f"{k:<26} {1e3 * med:10.0f} {1e3 * min(t):8.0f}..{1e3 * max(t):<8.0f} {med / base:10.2f}x")
+        print(f"{k:<40} {1e3 * med:10.0f} {1e3 * min(t):8.0f}..{1e3 * max(t):<8.0f} {med / base:10.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": cpu_description(), "max_abs_diff": diffs, "models": rows}, f, indent=1)

@@ -89,9 +89,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .models.registry import variant_of
 
     if args.model == "bicubic":
+        if args.scale is None:
+            raise ValueError("bicubic needs --scale 2, 3 or 4")
         method, variant = "bicubic", None
     else:
         model = load_model(args.model)
+        if args.scale is None:
+            args.scale = model.config.scale
         if model.config.scale != args.scale:
             raise ValueError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
         cfg = model.config
@@ -181,6 +185,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         tile=tile,
         outscale=args.outscale,
         backend=args.backend,
+        executor=args.executor,
         progress=not args.no_progress,
         force_precision=args.force_precision,
     )
@@ -191,8 +196,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         Path(args.output),
         suffix=args.suffix,
         fmt=args.format,
+        quality=args.quality,
         existing=existing,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
         log=lambda m: print(m, file=sys.stderr),
         max_pixels=args.max_pixels,
         subdirs=subdirs,
@@ -200,7 +206,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     summary.failed[:0] = missing
     for remedy in sorted(summary.remedies):
         print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
-    print(summary.line())
+    print(f"{summary.line()}; outputs in {shown(Path(args.output))}")
     return 1 if summary.failed else 0
 
 
@@ -336,14 +342,38 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def _threads(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
 
+
+def _usable_cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        __version__ = version("seemore-sr")
+    except PackageNotFoundError:
+        __version__ = "unknown"
     p = argparse.ArgumentParser(prog="seemore", description="SeemoRe super-resolution")
     p.add_argument("--version", action="version", version=f"seemore-sr {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument(
+        "--threads",
+        type=_threads,
+        metavar="N",
+        help=f"CPU threads (default: the cores this process may use, {_usable_cores()} here)",
+    )
 
-    q = sub.add_parser("profile", help="parameters, GMACs (and optionally latency) of a model")
+    q = sub.add_parser("profile", parents=[threads], help="parameters, GMACs (and optionally latency) of a model")
     q.add_argument("model", help="registry name (e.g. seemore-tiny-x4) or checkpoint path")
     q.add_argument("--width", type=int, default=1280, help="output width (default 1280)")
     q.add_argument("--height", type=int, default=720, help="output height (default 720)")
@@ -361,17 +391,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an existing output")
     q.set_defaults(func=cmd_convert)
 
-    q = sub.add_parser("upscale", help="upscale images, folders or globs")
+    q = sub.add_parser("upscale", parents=[threads], help="upscale images, folders or globs")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     q.add_argument("-o", "--output", required=True, help="output folder")
     q.add_argument("--model", help="registry name or checkpoint (default: bundled seemore-tiny-x{scale})")
     q.add_argument("--scale", type=int, choices=[2, 3, 4], help="pick the bundled model of this scale")
     q.add_argument("--suffix", default="", help="appended to output file names")
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
+    q.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1..100 (default 95)")
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="compute precision (default fp32)"
+    )
+    q.add_argument(
+        "--executor",
+        choices=["auto", "nhwc-fused", "nhwc", "nchw-cl", "nchw"],
+        default="auto",
+        help="how the network runs (default auto: the fastest measured on this CPU)",
     )
     q.add_argument(
         "--force-precision",
@@ -399,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_upscale)
 
-    q = sub.add_parser("serve", help="a local web app: drop images in a browser, compare, download")
+    q = sub.add_parser("serve", parents=[threads], help="a local web app: drop images in a browser, compare, download")
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     q.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     q.add_argument(
@@ -414,10 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--queue", type=int, default=8, help="images that may wait; more are refused (default 8)")
     q.set_defaults(func=cmd_serve)
 
-    q = sub.add_parser("eval", help="PSNR/SSIM on benchmark folders, the literature's protocol")
+    q = sub.add_parser("eval", parents=[threads], help="PSNR/SSIM on benchmark folders, the literature's protocol")
     q.add_argument("model", help="registry name (bundled weights), checkpoint path, or 'bicubic'")
     q.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/])")
-    q.add_argument("--scale", type=int, required=True, choices=[2, 3, 4], help="the scale to evaluate at")
+    q.add_argument("--scale", type=int, choices=[2, 3, 4], help="the scale to evaluate at (default: the model's)")
     q.add_argument("--json", metavar="PATH", help="write the results as JSON")
     q.add_argument("--csv", metavar="PATH", help="write one CSV row per dataset (PSNR, SSIM, images)")
     q.add_argument("--compare-paper", action="store_true", help="show the paper's numbers side by side")
@@ -434,7 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("train", help="train or resume a model")
-    q.add_argument("recipe", help="recipe YAML path or bundled name (tiny, base, large, cpu)")
+    from .training.config import RECIPES
+
+    bundled = ", ".join(sorted(r.stem for r in RECIPES.glob("*.yaml")))
+    q.add_argument("recipe", help=f"recipe YAML path or bundled name ({bundled})")
     q.add_argument("--run", required=True, help="run directory (resumed if it holds a state)")
     q.add_argument(
         "--set",
@@ -449,7 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_train)
 
-    q = sub.add_parser("explain", help="the experts at work: routing statistics (paper Fig. 5) or one image's features")
+    q = sub.add_parser(
+        "explain",
+        parents=[threads],
+        help="the experts at work: routing statistics (paper Fig. 5) or one image's features",
+    )
     q.add_argument("model", help="registry name (bundled weights) or checkpoint path, the authors' files included")
     q.add_argument("images", nargs="*", metavar="IMAGE", help="images to explain one by one (fed as LR inputs)")
     q.add_argument("--data", nargs="+", metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/]): routing statistics")
@@ -466,15 +510,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before any heavy import: --help and usage errors stay fast
+
     from .data.images import ImageError
     from .errors import OptionError
     from .models.checkpoint import CheckpointError
+    from .training.config import ConfigError
 
-    args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "threads"):
+            import torch
+
+            torch.set_num_threads(args.threads or _usable_cores())
         return args.func(args)
     except OptionError as e:
         print(f"seemore {args.command}: error: {_flag(e.option)} {e.value}: {e.reason}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"seemore {args.command}: error: {e}", file=sys.stderr)
+        if e.suggest:
+            print(f"hint: --set '{e.suggest}'", file=sys.stderr)
         return 2
     except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import atomic_path, remove_stale_parts
-from ..data.images import IMAGE_SUFFIXES
+from ..data.images import IMAGE_SUFFIXES, regular_file
 from ..errors import OptionError, Refused
 from .upscaler import Upscaler
 
@@ -80,7 +81,11 @@ def collect_inputs(
             files += found
             subdirs.update({q: q.parent.relative_to(p) for q in found})
         elif p.exists():
-            files.append(p)
+            why = regular_file(p)
+            if why:
+                missing.append((item, why))
+            else:
+                files.append(p)
         elif any(ch in item for ch in "*?["):
             found = sorted(Path(q) for q in glob.glob(item, recursive=recursive) if Path(q).is_file())
             if not found:
@@ -224,7 +229,7 @@ def _check_format(im: Image.Image, fmt: str) -> None:
         )
 
 
-def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool) -> None:
+def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool, quality: int = 95) -> None:
     kwargs: dict = {}
     icc = info.get("icc_profile")
     out_space = {"L": "GRAY", "LA": "GRAY", "I;16": "GRAY", "I": "GRAY"}.get(im.mode, "RGB")
@@ -233,10 +238,27 @@ def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool
     if "dpi" in info and fmt in ("PNG", "JPEG", "TIFF"):
         kwargs["dpi"] = info["dpi"]
     if fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = 95
+        kwargs["quality"] = quality
     _check_format(im, fmt)
     with atomic_path(dst, replace=replace) as tmp:
         im.save(tmp, format=fmt, **kwargs)
+
+
+def _check_output_size(upscaler: Upscaler, size: tuple[int, int]) -> None:
+    """Refuse an output that cannot fit in memory before any compute (``outscale=500``
+    asked for a 9.2 GB allocation and ended the batch with a traceback)."""
+    from .tiling import available_bytes
+
+    s = getattr(upscaler, "outscale", None) or getattr(upscaler, "scale", 1)
+    w, h = max(1, round(size[0] * s)), max(1, round(size[1] * s))
+    need = w * h * 4 * 4  # float32 RGBA: the largest working copy of the output
+    free = available_bytes(torch.device("cpu"))
+    if need > free // 2:
+        raise Refused(
+            f"the output would be {w}x{h} ({need / 2**30:.1f} GB as floats), more than half of this machine's "
+            f"free memory ({free / 2**30:.1f} GB); lower the final scale or upscale a smaller image",
+            remedy="outscale",
+        )
 
 
 def upscale_files(
@@ -246,6 +268,7 @@ def upscale_files(
     *,
     suffix: str = "",
     fmt: str | None = None,
+    quality: int = 95,  # JPEG / WebP
     existing: str = "error",  # error | overwrite | skip
     progress: bool = True,
     log=print,
@@ -260,6 +283,8 @@ def upscale_files(
     """
     summary = Summary()
     start = time.perf_counter()
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise OptionError("quality", quality, "must be an integer from 1 to 100")
     if outdir.exists() and not outdir.is_dir():
         raise OptionError("outdir", shown(outdir), "is a file, not a folder")
     try:
@@ -292,8 +317,12 @@ def upscale_files(
                     continue
                 if existing != "overwrite":
                     raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
+            why = regular_file(src)  # before any open: a FIFO would block forever
+            if why:
+                raise Refused(why)
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
+            _check_output_size(upscaler, im.size)
             if deep and out_fmt != "PNG":
                 raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
             _check_format(im, out_fmt)
@@ -303,7 +332,7 @@ def upscale_files(
                     with atomic_path(dst, replace=existing == "overwrite") as tmp:
                         tmp.write_bytes(_png16_bytes(out, im.info))
                 else:
-                    _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite")
+                    _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite", quality=quality)
             except FileExistsError:
                 if existing == "skip":
                     summary.skipped.append(src)

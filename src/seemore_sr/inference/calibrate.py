@@ -6,7 +6,9 @@ kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CP
 (the network's first two residual groups on a 144 x 256 input: the per-group work that
 dominates, at feature maps of the size that decides cache behaviour; three interleaved
 rounds, median), and keeps the winner in ``<cache>/executors.json`` under the CPU model,
-torch version, thread count and channel width. Later processes read it back.
+torch version, thread count and channel width. Later processes read it back. A choice
+measured while the machine is saturated (load average >= usable cores) is used but not
+kept: other programs' load makes it a guess.
 
 ``SEEMORE_EXECUTOR=name`` forces an executor; ``SEEMORE_CALIBRATE=0`` skips measuring
 and takes the choice from a table of known CPU kinds (:func:`table_choice`).
@@ -98,6 +100,8 @@ def fastest_executor(model: SeemoRe) -> str:
         return entry["executor"]
     ms = calibrate(model)
     best = min(ms, key=ms.get)
+    if os.getloadavg()[0] >= len(os.sched_getaffinity(0)):  # a busy machine: use it, do not remember it
+        return best
     known[key] = {"executor": best, "ms": {k: round(v, 2) for k, v in ms.items()}}
     try:
         from .._fs import atomic_path
