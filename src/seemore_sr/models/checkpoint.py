@@ -57,7 +57,41 @@ def _safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated?): {e}") from None
 
 
+# What a pickled checkpoint's zip may declare: torch.save stores its tensors uncompressed, and
+# the largest network within LIMITS is well under a gigabyte of float32s.
+MAX_DECLARED_BYTES = 2 << 30
+MAX_COMPRESSED_ENTRY = 16 << 20
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse a zip pickle whose entries would inflate beyond any SeemoRe before reading any:
+    a 5.8 MB file whose one storage inflated to 6 GB drove RSS to 6 GB inside torch.load."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # a legacy pickle: torch.load reads it (weights only)
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: not a checkpoint (a damaged zip: {e})") from None
+    total = sum(e.file_size for e in entries)
+    if total > MAX_DECLARED_BYTES:
+        raise CheckpointError(
+            f"{path}: refused: its storages declare {total / 2**30:.1f} GB, more than any SeemoRe "
+            f"(at most {MAX_DECLARED_BYTES / 2**30:.0f} GB); nothing was read"
+        )
+    packed = [e for e in entries if e.compress_type != zipfile.ZIP_STORED and e.file_size > MAX_COMPRESSED_ENTRY]
+    if packed:
+        e = packed[0]
+        raise CheckpointError(
+            f"{path}: refused: {e.filename} inflates from {e.compress_size:,} to {e.file_size:,} bytes "
+            "(torch.save stores tensors uncompressed: a zip bomb?); nothing was read"
+        )
+
+
 def _pickle(path: Path) -> object:
+    _check_zip(path)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -77,9 +111,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
 
     ``metadata`` holds ``config`` and ``provenance`` dicts when the file has them.
     """
+    from ..data.images import regular_file
+
     path = Path(path)
-    if not path.is_file():
+    why = regular_file(path)
+    if why == "no such file":
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if why:
+        raise CheckpointError(f"{path}: {why}; a checkpoint is a .safetensors / .pth file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     with path.open("rb") as f:
@@ -128,10 +167,14 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
     return tensors
 
 
-def _shape(state: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+def _shape(state: Mapping[str, Tensor], key: str, ndim: int = 4) -> tuple[int, ...]:
+    """The shape of a conv weight ``key`` (``ndim`` dimensions), or a CheckpointError naming it."""
     if key not in state:
         raise CheckpointError(f"missing key {key!r}: the tensors fit no SeemoRe network")
-    return tuple(state[key].shape)
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim:
+        raise CheckpointError(f"{key} has shape {list(shape)}: a conv weight has {ndim} dimensions")
+    return shape
 
 
 def infer_config(state: Mapping[str, Tensor], **overrides: object) -> SeemoReConfig:
@@ -275,6 +318,9 @@ def save_model(model: SeemoRe, path: str | os.PathLike, **provenance: object) ->
         "config": json.dumps(dataclasses.asdict(config)),
         "provenance": json.dumps(provenance, default=str),
     }
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=metadata)
+    except SafetensorError as e:  # a full disk surfaces as safetensors' own error, not an OSError
+        raise OSError(f"{path}: cannot write ({e}); nothing was written") from None
     return path
