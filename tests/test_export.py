@@ -56,11 +56,11 @@ def test_onnx_graph_cached_by_weights(tmp_path, monkeypatch):
     x = torch.rand(1, 3, 16, 20)
     first = export.onnx_runner(model)(x)
     assert torch.equal(export.onnx_runner(model)(x), first) and len(calls) == 1
-    (cached,) = (tmp_path / "onnx").iterdir()
+    (cached,) = (tmp_path / "onnx").glob("*.onnx")
     with torch.no_grad():
         model.conv_1.bias.add_(0.1)
     export.onnx_runner(model)
-    assert len(calls) == 2 and len(list((tmp_path / "onnx").iterdir())) == 2
+    assert len(calls) == 2 and len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
     cached.write_bytes(b"damaged")
     with torch.no_grad():
         model.conv_1.bias.sub_(0.1)
@@ -103,3 +103,25 @@ def test_export_unfolded_graph(tmp_path):
         ref = model(x).numpy()
     for y in out.values():
         assert np.abs(y - ref).max() <= 1e-5
+
+
+def test_foreign_graph_in_the_cache_is_not_trusted(tmp_path, monkeypatch):
+    """A valid ONNX graph of another network at the cache path gave a 64x48 "x4" output with
+    exit 0: the cache's recorded digest catches it, and every backend's output shape is checked."""
+    from seemore_sr import Upscaler, create_model
+    from seemore_sr.errors import Refused
+    from seemore_sr.inference import export
+
+    monkeypatch.setenv("SEEMORE_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    x4 = create_model("seemore-tiny-x4", num_layers=1, embedding_dim=8)
+    x1 = create_model("seemore-tiny-x1", num_layers=1, embedding_dim=8)
+    export.onnx_runner(x4)
+    (cached,) = (tmp_path / "onnx").glob("*.onnx")
+    export.export_onnx(x1, cached)  # a foreign graph where x4's was
+    img = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    assert Upscaler(x4, device="cpu", backend="onnxruntime")(img).shape == (48, 64, 3)  # exported again
+    up = Upscaler(x4, device="cpu", backend="onnxruntime")
+    up.engine.fast = export.OnnxUpscaler(export.export_onnx(x1, tmp_path / "x1.onnx"), 4, 16)  # unverified
+    with pytest.raises(Refused, match="backend gave .* for a x4 upscale"):
+        up(img)

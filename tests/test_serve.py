@@ -198,7 +198,7 @@ def test_bad_files_get_clear_errors_and_the_server_keeps_serving(small_model, ph
         assert wait(base, post(base, good).json()["id"])["state"] == "done"  # still serving
         assert httpx.post(f"{base}/api/jobs", params={"name": "a.png", "tile": "7"}, content=b"x").status_code == 400
         # nothing left behind but the one good job's input and result
-        assert sorted(p.name for p in jobs.root.rglob("*") if p.is_file()) == ["a-x2.png", "a.png"]
+        assert sorted(p.name for p in jobs.root.rglob("*") if p.is_file()) == ["a-x2.png", "a.png", "pid"]
 
 
 def test_full_queue_says_so_and_two_clients_get_their_own_results(small_model, photos, tmp_path):

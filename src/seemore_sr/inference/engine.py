@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..errors import DeviceError, OptionError, PrecisionFallback
+from ..errors import DeviceError, OptionError, PrecisionFallback, Refused
 from ..models.seemore import SeemoRe
 from .tiling import available_bytes, tile_count, tile_steps, tiled_forward
 
@@ -217,6 +217,12 @@ class Engine:
         if not tile:
             with autocast:
                 y = self.fast(x.to(self.device))
+            want = (*x.shape[:2], x.shape[2] * self.scale, x.shape[3] * self.scale)
+            if tuple(y.shape) != want:  # a backend is checked, not trusted (a foreign cached graph)
+                raise Refused(
+                    f"the {self.executor} backend gave {tuple(y.shape)} for a x{self.scale} upscale of "
+                    f"{tuple(x.shape)}; not used"
+                )
             if progress is not None:
                 progress(1, 1)
             return _finite(y.float(), check).clamp_(0, 1).cpu()

@@ -109,25 +109,44 @@ def graph_key(model: SeemoRe, opset: int) -> str:
     return h.hexdigest()[:32]
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def onnx_runner(model: SeemoRe, opset: int = 17) -> OnnxUpscaler:
     """``model`` in onnxruntime, exported once: the graph is cached (:func:`cache_dir`) under
     :func:`graph_key`, so later runs with the same weights load it instead of exporting again.
-    An unwritable cache falls back to a temporary file; an unreadable cached file is replaced."""
+
+    The cache is not trusted as it is: each graph has its SHA-256 written beside it
+    (``.sha256``) when exported, and a cached graph whose bytes do not match (a foreign or
+    damaged file at that path) is exported again. An unwritable cache falls back to a
+    temporary file."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ValueError("the onnxruntime backend needs: pip install 'seemore-sr[onnx]'") from None
+        from ..errors import MissingExtra
+
+        raise MissingExtra("onnx", "the onnxruntime backend") from None
     cfg, threads = model.config, torch.get_num_threads()
     name = f"{graph_key(model, opset)}-opset{opset}.onnx"
     try:
         path = cache_dir() / "onnx" / name
+        digest = path.with_name(name + ".sha256")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file():
+        if path.is_file() and digest.is_file() and digest.read_text().strip() == _digest(path):
             try:
                 return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
-            except Exception:  # noqa: BLE001 - a damaged cache entry: export it again
-                path.unlink(missing_ok=True)
+            except Exception:  # noqa: BLE001 - verified bytes that onnxruntime rejects: export again
+                pass
+        digest.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         export_onnx(model, path, opset)
+        with atomic_path(digest) as tmp:
+            tmp.write_text(_digest(path) + "\n")
         return OnnxUpscaler(path, cfg.scale, cfg.min_size, threads=threads)
     except OSError:  # no writable cache: export for this run only (the session holds the graph)
         with tempfile.TemporaryDirectory(prefix="seemore-onnx-") as folder:

@@ -64,13 +64,28 @@ def serve(
         )
     jobs = Jobs(loaded, device=device, max_pixels=max_pixels, max_queue=max_queue)
     try:
-        app = create_app(jobs, max_bytes=max_bytes, close_jobs=True)
+        app = create_app(jobs, max_bytes=max_bytes, close_jobs=True, hosts=_served_names(host))
         shown = f"[{host}]" if ":" in host else host
         log(f"seemore serve: open http://{shown}:{port}/ (models: {', '.join(loaded)}; Ctrl-C stops)")
         sys.stdout.flush()
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # SIGTERM: stop listening, give open requests (uploads) 5 s, then exit anyway
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         jobs.close()
+
+
+def _served_names(host: str) -> list[str]:
+    """The host names a browser may use for this server (the Host header it must send)."""
+    from .app import LOOPBACK_NAMES
+
+    names = [*LOOPBACK_NAMES, host]
+    if host in ("0.0.0.0", "::", ""):  # every interface: this machine's names and addresses
+        names += [socket.gethostname(), socket.getfqdn()]
+        try:
+            names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+        except socket.gaierror:
+            pass
+    return names
 
 
 def _check_port(host: str, port: int) -> None:

@@ -13,20 +13,29 @@ from outside, so it works with no network. The API it uses:
 - ``GET  /api/jobs/{id}/preview/{input|output}``: the image as a browser can show it;
 - ``POST /api/jobs/{id}/cancel`` (the page's beacon when it closes), ``DELETE /api/jobs/{id}``.
 
-Errors are JSON ``{"error": message}``, the message written for the person at the page.
+Errors are JSON ``{"error": message}``, the message written for the person at the page;
+an unexpected failure too (500, its one-line reason), never a plain-text page.
+
+Only this page may use the API: a request whose ``Host`` is not a name the server serves
+(the loopback names, or ``--host``) gets 400 (DNS rebinding), and a state-changing request
+from another origin (``Origin`` / ``Sec-Fetch-Site``) gets 403, so a web page the user
+visits cannot fill the queue. Uploads are bounded: at most ``max_uploads`` at once, each
+body chunk within ``body_timeout`` seconds (a stalled upload is dropped with its file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -46,9 +55,56 @@ class _TooLarge(ValueError):
     """An upload over the byte limit (HTTP 413)."""
 
 
-def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = False) -> Starlette:
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _host_name(value: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` -> the host name, lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class _SameSiteOnly:
+    """ASGI middleware: the Host must be one of ``hosts``; state-changing requests must come
+    from the page itself (same origin), not from another site."""
+
+    def __init__(self, app, hosts: Iterable[str]) -> None:
+        self.app, self.hosts = app, {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        refusal = None
+        if _host_name(host) not in self.hosts:
+            refusal = _error(400, f"unknown host {host!r}: this server answers only to {', '.join(sorted(self.hosts))}")
+        elif scope["method"] in UNSAFE_METHODS:
+            origin = headers.get("origin")
+            cross = headers.get("sec-fetch-site") in ("cross-site", "same-site")
+            if cross or (origin is not None and origin.split("://", 1)[-1].lower() != host.lower()):
+                refusal = _error(403, "requests from other sites are refused; use the page this server serves")
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def create_app(
+    jobs: Jobs,
+    *,
+    max_bytes: int = 64 << 20,
+    close_jobs: bool = False,
+    hosts: Iterable[str] = LOOPBACK_NAMES,
+    max_uploads: int = 4,
+    body_timeout: float = 30.0,
+):
     """The web app over ``jobs``. ``close_jobs``: the app closes ``jobs`` (stops the worker,
-    removes every file) when the server shuts down; else the caller does."""
+    removes every file) when the server shuts down; else the caller does. ``hosts``: the
+    host names it answers to (module docstring)."""
+    uploads = 0  # open upload bodies (the event loop's thread only)
     static = resources.files("seemore_sr.serve") / "static"
     models = list(jobs.models)
 
@@ -69,7 +125,10 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
         )
 
     async def submit(request: Request) -> Response:
+        nonlocal uploads
         query = dict(request.query_params)
+        if uploads >= max_uploads:
+            return _error(503, f"{uploads} uploads are open already; try again in a moment")
         try:
             settings = Settings.parse(query, models)
             length = int(request.headers.get("content-length") or 0)
@@ -81,18 +140,35 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
         except ValueError as e:
             return _error(400, str(e))
         size = 0
+        uploads += 1
         try:
             with job.src.open("wb") as f:
-                async for chunk in request.stream():
+                body = request.stream().__aiter__()
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(body.__anext__(), body_timeout)
+                    except StopAsyncIteration:
+                        break
                     size += len(chunk)
                     if size > max_bytes:
                         raise _TooLarge(f"the file is over this server's {_mb(max_bytes)} limit")
                     f.write(chunk)
-        except BaseException as e:  # too large, or the client went away mid-upload
+        except _TooLarge as e:
             jobs.discard(job)
-            if isinstance(e, _TooLarge):
-                return _error(413, f"{job.name}: {e}")
+            return _error(413, f"{job.name}: {e}")
+        except (asyncio.TimeoutError, ClientDisconnect) as e:
+            jobs.discard(job)
+            why = "stalled" if isinstance(e, asyncio.TimeoutError) else "was cut off by the client"
+            print(f"seemore serve: upload of {job.name} {why}; dropped", file=sys.stderr)
+            return _error(408 if isinstance(e, asyncio.TimeoutError) else 400, f"{job.name}: the upload {why}")
+        except OSError as e:  # a full or vanished temporary folder
+            jobs.discard(job)
+            return _error(507, f"{job.name}: the server could not store the file ({e.strerror or e})")
+        except BaseException:
+            jobs.discard(job)
             raise
+        finally:
+            uploads -= 1
         try:
             await run_in_threadpool(jobs.submit, job)  # a refused job is discarded there
         except Busy as e:
@@ -178,7 +254,17 @@ def create_app(jobs: Jobs, *, max_bytes: int = 64 << 20, close_jobs: bool = Fals
         if close_jobs:  # here, not after uvicorn.run: uvicorn re-raises SIGTERM once it has stopped
             await run_in_threadpool(jobs.close)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(getattr(exc, "status_code", 404), getattr(exc, "detail", None) or "not found")
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        print(f"seemore serve: {request.method} {request.url.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    from starlette.exceptions import HTTPException
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found, Exception: failed})
+    return _SameSiteOnly(app, hosts)
 
 
 def _mb(n: int) -> str:

@@ -11,6 +11,7 @@ a closed tab stops its job at the next tile. Folders go when a job fails or is c
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -131,6 +132,29 @@ class Job:
         return out
 
 
+def remove_dead_servers(parent: Path) -> list[Path]:
+    """Remove the ``seemore-serve-*`` folders under ``parent`` whose server is gone (killed
+    with SIGKILL, say, so it could not clean up): their ``pid`` names no live process."""
+    removed = []
+    for folder in parent.glob("seemore-serve-*"):
+        try:
+            pid = int((folder / "pid").read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no pid file: an older server's, or not a server's)
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 class Jobs:
     """A bounded queue of jobs and the worker thread that runs them; see the module doc."""
 
@@ -156,7 +180,9 @@ class Jobs:
         self.abandon_s = abandon_s
         if root is not None:
             Path(root).mkdir(parents=True, exist_ok=True)
+        remove_dead_servers(Path(root) if root is not None else Path(tempfile.gettempdir()))
         self.root = Path(tempfile.mkdtemp(prefix="seemore-serve-", dir=root))
+        (self.root / "pid").write_text(f"{os.getpid()}\n")  # a later server removes this folder if we die
         self.jobs: dict[str, Job] = {}
         self.waiting: deque[Job] = deque()
         self.running: Job | None = None
@@ -174,6 +200,9 @@ class Jobs:
             known = ", ".join(sorted(s.lstrip(".") for s in INPUT_SUFFIXES))
             raise ValueError(f"{name}: not a supported image type (the name should end in one of {known})")
         self.full_check()
+        if not self.root.is_dir():  # removed under us (a temp cleaner): recreate, do not fail every upload
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "pid").write_text(f"{os.getpid()}\n")
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
         job = Job(name, folder, settings)
         with self.lock:
