@@ -48,7 +48,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
             from .bench import cpu_description
 
             print(f"cpu         {cpu_description()}, {torch.get_num_threads()} threads")
-        res = measure(model, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
+        from .inference.fast import optimize
+
+        print(f"preparing   optimize() on {args.device} (measures its executors on first use)...", flush=True)
+        fast = optimize(model.to(torch.device(args.device)))
+        print(f"executor    {getattr(fast, 'executor', type(fast).__name__)} (chosen by optimize)")
+        res = measure(fast, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
         print(
             f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)"
         )

@@ -6,9 +6,9 @@ kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CP
 (the network's first two residual groups on a 144 x 256 input: the per-group work that
 dominates, at feature maps of the size that decides cache behaviour; three interleaved
 rounds, median), and keeps the winner in ``<cache>/executors.json`` under the CPU model,
-torch version, thread count and channel width. Later processes read it back. A choice
-measured while the machine is saturated (load average >= usable cores) is used but not
-kept: other programs' load makes it a guess.
+torch version, thread count and channel width. Later processes read it back, so every
+run on this machine uses the same executor (their outputs agree to the byte, not only to
+1e-5). Each candidate's time is its fastest round: other programs' load only adds time.
 
 ``SEEMORE_EXECUTOR=name`` forces an executor; ``SEEMORE_CALIBRATE=0`` skips measuring
 and takes the choice from a table of known CPU kinds (:func:`table_choice`).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import statistics
 import time
 
 import torch
@@ -31,6 +30,7 @@ from .nhwc import DNN
 __all__ = ["fastest_executor", "candidates", "calibrate", "table_choice", "CALIBRATION_SIZE"]
 
 CALIBRATION_SIZE = (144, 256)  # LR input of the calibration pass
+_CHOSEN: dict[str, str] = {}  # this process's choices (also when the cache cannot be written)
 
 
 def candidates() -> list[str]:
@@ -62,7 +62,7 @@ def _cache_file():
 
 
 def calibrate(model: SeemoRe, rounds: int = 3, size: tuple[int, int] = CALIBRATION_SIZE) -> dict[str, float]:
-    """Median milliseconds of each candidate executor on the calibration pass."""
+    """Milliseconds of each candidate executor on the calibration pass (its fastest round)."""
     from .fast import make_ops
 
     net = copy.deepcopy(model).float().cpu().eval()
@@ -78,7 +78,7 @@ def calibrate(model: SeemoRe, rounds: int = 3, size: tuple[int, int] = CALIBRATI
                 t = time.perf_counter()
                 f(x)
                 times[name].append(time.perf_counter() - t)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return {name: 1e3 * min(t) for name, t in times.items()}
 
 
 def fastest_executor(model: SeemoRe) -> str:
@@ -89,6 +89,8 @@ def fastest_executor(model: SeemoRe) -> str:
     if os.environ.get("SEEMORE_CALIBRATE", "1") == "0":
         return table_choice()
     key, path = _key(model), _cache_file()
+    if key in _CHOSEN:
+        return _CHOSEN[key]
     try:
         known = json.loads(path.read_text())
         if not isinstance(known, dict):
@@ -97,11 +99,10 @@ def fastest_executor(model: SeemoRe) -> str:
         known = {}
     entry = known.get(key)
     if isinstance(entry, dict) and entry.get("executor") in candidates():
+        _CHOSEN[key] = entry["executor"]
         return entry["executor"]
     ms = calibrate(model)
-    best = min(ms, key=ms.get)
-    if os.getloadavg()[0] >= len(os.sched_getaffinity(0)):  # a busy machine: use it, do not remember it
-        return best
+    best = _CHOSEN[key] = min(ms, key=ms.get)
     known[key] = {"executor": best, "ms": {k: round(v, 2) for k, v in ms.items()}}
     try:
         from .._fs import atomic_path
