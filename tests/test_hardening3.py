@@ -116,3 +116,21 @@ def test_decompression_bomb_in_eval_data_fails_alone(tmp_path, small_model, caps
     out, err = capsys.readouterr()
     assert "bomb.png: too many pixels" in err and "Traceback" not in err
     assert "set " in out and "      1" in out  # the good image is still scored
+
+
+def test_float_tiff_read_by_its_range(tmp_path, small_model, capsys):
+    """A float32 TIFF (mode F, values 0..1) came out almost black with exit 0."""
+    rng = np.random.default_rng(4)
+    values = rng.random((20, 24), dtype=np.float32) * 0.5 + 0.25
+    Image.fromarray(values, mode="F").save(tmp_path / "f.tif")
+    out = tmp_path / "o"
+    assert main(["upscale", str(tmp_path / "f.tif"), "-o", str(out), "--model", str(small_model)]) == 0
+    with Image.open(out / "f.tif") as im:
+        up = np.asarray(im)
+    assert im.mode == "F" and up.shape == (40, 48) and abs(float(up.mean()) - float(values.mean())) < 0.05
+    assert main(["upscale", str(tmp_path / "f.tif"), "-o", str(tmp_path / "p"), "--model", str(small_model),
+                 "--format", "png"]) == 1  # fmt: skip
+    assert "only TIFF keeps its values" in capsys.readouterr().err
+    Image.fromarray(values * 300, mode="F").save(tmp_path / "g.tif")
+    assert main(["upscale", str(tmp_path / "g.tif"), "-o", str(out), "--model", str(small_model)]) == 1
+    assert "values from" in capsys.readouterr().err and not (out / "g.tif").exists()

@@ -223,6 +223,8 @@ def _check_format(im: Image.Image, fmt: str) -> None:
         a = im.convert("RGBA").getchannel("A")
         if a.getextrema() != (255, 255):  # an opaque alpha is dropped, so that is fine
             raise Refused("JPEG cannot hold an alpha channel; choose PNG or WebP output", remedy="fmt")
+    if im.mode == "F" and fmt != "TIFF":
+        raise Refused("32-bit float image: only TIFF keeps its values here; choose TIFF output", remedy="fmt")
     if im.mode in ("I;16", "I;16B", "I;16L", "I") and fmt in ("JPEG", "WEBP"):
         raise Refused(
             f"{'JPEG' if fmt == 'JPEG' else 'WebP'} cannot hold 16-bit images; choose PNG or TIFF output", "fmt"

@@ -217,6 +217,15 @@ class Upscaler:
         elif mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im).astype(np.uint16)
             return Image.fromarray(self._numpy(arr))
+        elif mode == "F":  # 32-bit float (TIFF): values are read as they are, in 0..1
+            arr = np.asarray(im, dtype=np.float32)
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            if not np.isfinite(arr).all() or lo < 0 or hi > 1:
+                raise ValueError(
+                    f"32-bit float image with values from {lo:g} to {hi:g}: float images are read as 0..1 "
+                    "(convert it to 8 or 16 bits, or scale it to 0..1)"
+                )
+            return Image.fromarray(self._numpy(arr), mode="F")
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             im = im.convert("RGB")
         arr = np.asarray(im)
