@@ -202,6 +202,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         suffix=args.suffix,
         fmt=args.format,
         quality=args.quality,
+        video_options={"codec": args.video_codec, "crf": args.crf},
         existing=existing,
         progress=not args.no_progress and sys.stderr.isatty(),
         log=lambda m: print(m, file=sys.stderr),
@@ -404,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suffix", default="", help="appended to output file names")
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
     q.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1..100 (default 95)")
+    q.add_argument(
+        "--video-codec", default="libx264", metavar="C", help="video encoder (default libx264; ffv1 in .mkv: lossless)"
+    )
+    q.add_argument("--crf", type=int, default=18, help="libx264 quality, 0 (lossless) .. 51 (default 18)")
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument(

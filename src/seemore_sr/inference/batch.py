@@ -20,6 +20,7 @@ from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES, regular_file
 from ..errors import OptionError, Refused
 from .upscaler import Upscaler
+from .video import VIDEO_SUFFIXES, is_video, upscale_video
 
 __all__ = [
     "collect_inputs",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
-INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIFs are read (single frame); their output is PNG
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"} | VIDEO_SUFFIXES  # GIFs: single frame, written as PNG
 # Our own input limit (pixels; callers raise it, e.g. `seemore upscale --max-pixels`). Pillow's bomb
 # guard is set to the same level while a file is opened, so a file that claims more is refused
 # before it is decoded. The messages here name no command-line flags: the CLI and the web app share them.
@@ -271,6 +272,7 @@ def upscale_files(
     suffix: str = "",
     fmt: str | None = None,
     quality: int = 95,  # JPEG / WebP
+    video_options: dict | None = None,  # upscale_video's codec, crf
     existing: str = "error",  # error | overwrite | skip
     progress: bool = True,
     log=print,
@@ -307,8 +309,14 @@ def upscale_files(
         bar = tqdm(total=len(files), unit="img", dynamic_ncols=True)
     for src in files:
         try:
-            _, out_fmt = output_format(src, fmt)
-            dst = output_path(src, outdir, suffix, fmt, subdirs.get(src, Path()))
+            video = is_video(src)
+            out_fmt = "" if video else output_format(src, fmt)[1]
+            sub = subdirs.get(src, Path())
+            dst = (
+                outdir / sub / f"{src.stem}{suffix}{src.suffix}"
+                if video
+                else output_path(src, outdir, suffix, fmt, sub)
+            )
             if dst.resolve() in inputs:
                 raise Refused(
                     f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
@@ -322,6 +330,13 @@ def upscale_files(
             why = regular_file(src)  # before any open: a FIFO would block forever
             if why:
                 raise Refused(why)
+            if video:
+                try:
+                    upscale_video(upscaler, src, dst, replace=existing == "overwrite", **(video_options or {}))
+                except FileExistsError:
+                    raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
+                summary.done.append(dst)
+                continue
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
             _check_output_size(upscaler, im.size)
