@@ -180,6 +180,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
         raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
     files, missing, subdirs = collect_inputs(args.inputs, args.recursive)
+    ranks = _ranks(args.threads)  # under torchrun: this rank's share of the files, its own device
+    if ranks is not None:
+        rank, world, device = ranks
+        files = files[rank::world]
+        missing = missing if rank == 0 else []
+        args.device = device if args.device == "auto" else args.device
     for item, why in missing:
         print(f"failed: {shown(item)}: {why}", file=sys.stderr)
     tile: int | str = "auto" if args.tile is None else args.tile
@@ -210,10 +216,58 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         subdirs=subdirs,
     )
     summary.failed[:0] = missing
+    if ranks is not None:
+        summary = _gather(summary)  # rank 0 reports for all; every rank returns the same code
+        if ranks[0] != 0:
+            return 1 if summary.failed else 0
     for remedy in sorted(summary.remedies):
         print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
     print(f"{summary.line()}; outputs in {shown(Path(args.output))}")
     return 1 if summary.failed else 0
+
+
+def _ranks(threads: int | None) -> tuple[int, int, str] | None:
+    """``(rank, world size, device)`` under torchrun with more than one process, else None.
+
+    Each rank takes every world-th file of the sorted inputs (the same list on every rank)
+    and writes only its own outputs; the device is ``cuda:LOCAL_RANK`` where CUDA is, else
+    the CPU, whose cores the ranks on a machine share (``--threads`` defaults to its share)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    import torch
+
+    local_rank, local_world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if threads is None:  # not set by --threads: the ranks on a machine share its cores
+        torch.set_num_threads(max(1, _usable_cores() // local_world))
+    device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return int(os.environ["RANK"]), world, device
+
+
+def _gather(summary):
+    """Every rank's summary, summed (gloo: works with or without GPUs)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from .inference.batch import Summary
+
+    dist.init_process_group("gloo", timeout=timedelta(days=7))  # ranks may spend hours on long videos
+    try:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, summary)
+    finally:
+        dist.destroy_process_group()
+    total = Summary()
+    for part in parts:
+        total.done += part.done
+        total.skipped += part.skipped
+        total.failed += part.failed
+        total.remedies |= part.remedies
+        total.seconds = max(total.seconds, part.seconds)
+    return total
 
 
 # The library names its parameters (errors.Refused.remedy, OptionError.option); the CLI says its flags.

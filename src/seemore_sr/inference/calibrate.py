@@ -6,7 +6,9 @@ kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CP
 (the network's first two residual groups on a 144 x 256 input: the per-group work that
 dominates, at feature maps of the size that decides cache behaviour; three interleaved
 rounds, median), and keeps the winner in ``<cache>/executors.json`` under the CPU model,
-torch version, thread count and channel width. Later processes read it back, so every
+torch version and channel width (not the thread count: processes with different thread
+counts, such as torchrun's ranks and a single process, then run the same executor, and
+the NHWC executors give the same bytes at any thread count). Later processes read it back, so every
 run on this machine uses the same executor (their outputs agree to the byte, not only to
 1e-5). Each candidate's time is its fastest round: other programs' load only adds time.
 

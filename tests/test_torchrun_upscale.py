@@ -1,0 +1,44 @@
+"""``seemore upscale`` under torchrun (issue 28): 2 CPU ranks (gloo, --standalone) over a
+folder of images and a short video with audio give the bytes one process gives, each
+rank writing only its own files, and a rerun with --skip-existing picks up what is missing."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .test_video import make_clip
+
+av = pytest.importorskip("av")
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_process_bytes(tmp_path, small_model):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(inputs / f"img{i}.png")
+    make_clip(inputs / "clip.mp4", pts=range(6))
+    common = ["upscale", str(inputs), "-o"]
+    one = run([sys.executable, "-m", "seemore_sr", *common, str(tmp_path / "one"), "--model", str(small_model)])
+    assert one.returncode == 0, one.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    two = run([*launcher, "-m", "seemore_sr", *common, str(tmp_path / "two"), "--model", str(small_model)])
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("6 done") == 1  # one summary, rank 0's, for all ranks
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) == 6
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    (tmp_path / "two" / "img3.png").unlink()  # a killed rank's share: the rerun picks it up
+    again = [*common, str(tmp_path / "two"), "--model", str(small_model), "--skip-existing"]
+    rerun = run([*launcher, "-m", "seemore_sr", *again])
+    assert rerun.returncode == 0 and "1 done, 5 skipped" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert (tmp_path / "two" / "img3.png").read_bytes() == (tmp_path / "one" / "img3.png").read_bytes()
