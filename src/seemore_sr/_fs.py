@@ -8,7 +8,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale_parts"]
+__all__ = ["atomic_path", "remove_stale_parts", "cache_dir", "release_free_memory"]
+
+
+def cache_dir() -> Path:
+    """Where caches live (exported graphs, executor choices, decoded training images):
+    ``$SEEMORE_CACHE``, else ``$XDG_CACHE_HOME/seemore-sr``, else ``~/.cache/seemore-sr``."""
+    if os.environ.get("SEEMORE_CACHE"):
+        return Path(os.environ["SEEMORE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seemore-sr"
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``), so a burst of
+    temporary buffers (decoding and resizing a folder of photos) does not stay in the RSS."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 @contextmanager

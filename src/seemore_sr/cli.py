@@ -165,7 +165,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, args.set)
     limit = args.max_minutes * 60 if args.max_minutes is not None else None
     result = train(cfg, args.run, progress=not args.no_progress, time_limit=limit)
-    print(f"done: iteration {result['iteration']}, best Set5 PSNR {result['best_psnr']:.3f} dB")
+    best = result["best_psnr"]
+    if best == float("-inf"):
+        print(f"done: iteration {result['iteration']} (no validation set: data.val is null)")
+    else:
+        print(f"done: iteration {result['iteration']}, best Set5 PSNR {best:.3f} dB at {result['best_iter']}")
     return 0
 
 

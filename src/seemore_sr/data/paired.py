@@ -2,13 +2,19 @@
 
 Each batch is a pure function of ``(seed, iteration)``: resuming at iteration ``i``
 draws exactly the batches an uninterrupted run would have drawn, with no sampler
-state to save. Images are decoded and downscaled once, at start (``preload``), and
-patches are cut from memory.
+state to save. Images are decoded and downscaled once, at start, and patches are cut
+from memory. The decoded and downscaled arrays are cached on disk
+(``<cache>/pairs/``, one ``.npz`` per image and scale, keyed by the file's content), so a
+resumed or repeated run starts in seconds; a changed file gets a new key, and a damaged
+or inconsistent entry is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,23 +70,84 @@ def load_pair(hr_path: Path, lr_path: Path | None, scale: int) -> _Pair:
     return _Pair(hr, lr)
 
 
+CACHE_VERSION = 1  # of the cached arrays' layout and of load_pair's arithmetic
+
+
+def cached_pair(hr: Path, lr: Path | None, scale: int, cache: Path | None) -> tuple[_Pair, bool]:
+    """:func:`load_pair`, through the on-disk cache when ``cache`` is a folder:
+    ``(pair, read from the cache)``."""
+    if cache is None:
+        return load_pair(hr, lr, scale), False
+    h = hashlib.sha256(f"v{CACHE_VERSION} x{scale}".encode())
+    for path in (hr, lr):
+        if path is not None:
+            h.update(path.read_bytes())
+    entry = cache / f"{h.hexdigest()[:32]}.npz"
+    if entry.is_file():
+        try:
+            with np.load(entry) as z:
+                pair = _Pair(z["hr"], z["lr"])
+            hh, ww = pair.hr.shape[:2]
+            if pair.hr.dtype == pair.lr.dtype == np.uint8 and pair.lr.shape == (hh // scale, ww // scale, 3):
+                if hh % scale == 0 and ww % scale == 0 and pair.hr.ndim == 3:
+                    return pair, True
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # damaged: rebuilt below
+    pair = load_pair(hr, lr, scale)
+    try:
+        from .._fs import atomic_path
+
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_path(entry) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, hr=pair.hr, lr=pair.lr)
+    except OSError:
+        pass  # an unwritable cache: built again next time
+    return pair, False
+
+
 class PairedImages:
-    """Random aligned ``(lr, hr)`` patch batches from HR folders."""
+    """Random aligned ``(lr, hr)`` patch batches from HR folders.
+
+    ``cache``: the folder of the on-disk cache (default ``<cache_dir>/pairs``; None: no
+    cache). ``progress``: a progress bar while loading (on a terminal)."""
 
     def __init__(
-        self, folders: list[str | Path], scale: int, patch_size: int, seed: int = 0, skip_small: bool = False
+        self,
+        folders: list[str | Path],
+        scale: int,
+        patch_size: int,
+        seed: int = 0,
+        skip_small: bool = False,
+        *,
+        cache: Path | None | str = "default",
+        progress: bool = False,
     ) -> None:
+        from .._fs import cache_dir, release_free_memory
+
         self.scale, self.patch, self.seed = scale, patch_size, seed
         start = time.perf_counter()
         files = [p for f in folders for p in find_pairs(Path(f), scale)]
+        cache = cache_dir() / "pairs" if cache == "default" else (Path(cache) if cache else None)
         self.pairs: list[_Pair] = []
         self._sizes: list[tuple[int, int]] = []  # (shorter LR side, HR pixels) of every image found
+        self.cached = 0  # images read from the cache
         small = []
+        bar = None
+        if progress and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(files), desc="loading images", unit="img", leave=False)
         for hr, lr in files:
             try:
-                pair = load_pair(hr, lr, scale)
+                pair, hit = cached_pair(hr, lr, scale, cache)
             except ImageError as e:
                 raise DataError(str(e)) from None
+            self.cached += hit
+            if not hit:
+                release_free_memory()  # a photo's decode / resize buffers, before the next one's
+            if bar is not None:
+                bar.update(1)
             self._sizes.append((min(pair.lr.shape[:2]), pair.hr.shape[0] * pair.hr.shape[1]))
             if min(pair.lr.shape[:2]) < patch_size:
                 small.append(f"{hr} ({pair.lr.shape[1]}x{pair.lr.shape[0]} LR)")
@@ -93,8 +160,11 @@ class PairedImages:
                 + (" ..." if len(small) > 3 else "")
                 + "; lower data.patch_size or remove them"
             )
+        if bar is not None:
+            bar.close()
         self.skipped = small
         self.load_seconds = time.perf_counter() - start
+        release_free_memory()  # the decode / resize buffers: not part of the run's footprint
 
     @property
     def fingerprint(self) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .._fs import atomic_path
+from .._fs import atomic_path, cache_dir
 from ..models.seemore import SeemoRe, pad_to_min
 
 __all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
@@ -89,14 +89,6 @@ class OnnxUpscaler(torch.nn.Module):
         x = pad_to_min(x, self.min_size)
         (y,) = self.session.run(["sr"], {"lr": x.detach().cpu().float().numpy()})
         return torch.from_numpy(y)[..., : h * self.scale, : w * self.scale]
-
-
-def cache_dir() -> Path:
-    """Where exported graphs are kept: ``$SEEMORE_CACHE``, else ``$XDG_CACHE_HOME/seemore-sr``,
-    else ``~/.cache/seemore-sr``."""
-    if os.environ.get("SEEMORE_CACHE"):
-        return Path(os.environ["SEEMORE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seemore-sr"
 
 
 def graph_key(model: SeemoRe, opset: int) -> str:

@@ -50,6 +50,7 @@ class DataSection:
 class TrainSection:
     iterations: int = 500_000
     batch_size: int = 32  # global batch, split across ranks
+    micro_batch: int = 0  # images per forward/backward, gradients accumulated (memory); 0 = a rank's whole slice
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 0.0
@@ -155,6 +156,11 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("data.train: at least one folder of training images is needed")
     if t.schedule not in ("multistep", "wsd"):
         raise ConfigError(f"train.schedule: must be multistep or wsd, got {t.schedule!r}")
+    if t.micro_batch < 0 or (t.micro_batch and t.batch_size % t.micro_batch):
+        raise ConfigError(
+            f"train.micro_batch: must divide train.batch_size ({t.batch_size}), got {t.micro_batch}",
+            key="train.micro_batch",
+        )
     if t.warmup < 0 or t.decay < 0:
         raise ConfigError(f"train.warmup / train.decay: must be >= 0, got {t.warmup} / {t.decay}")
     if t.warmup + t.decay > t.iterations:

@@ -18,6 +18,7 @@ gradients are averaged by DistributedDataParallel; only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -179,7 +180,7 @@ def plot_curves(run: Path) -> Path | None:
     val = [(r["iter"], r["val_psnr"]) for r in rows if "val_psnr" in r]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     if loss:
-        a.plot(*zip(*loss, strict=False))
+        a.plot(*zip(*loss, strict=False), marker="o" if len(loss) < 20 else None)
         a.set_yscale("log")
     a.set(title="training loss", xlabel="iteration")
     if val:
@@ -289,7 +290,7 @@ class _Setup:
         return self.ema if self.ema is not None else self.model
 
 
-def _setup(cfg: TrainConfig, run: Path) -> _Setup:
+def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
     """Processes (torchrun's ranks), device, model, optimizer, EMA and data."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -308,7 +309,9 @@ def _setup(cfg: TrainConfig, run: Path) -> _Setup:
     torch.manual_seed(t.seed)
     model = SeemoRe(mcfg)
     skipped = _init_from(model, cfg.model.init_from) if cfg.model.init_from else []
-    data = PairedImages(cfg.data.train, mcfg.scale, cfg.data.patch_size, t.seed, cfg.data.skip_small)
+    data = PairedImages(
+        cfg.data.train, mcfg.scale, cfg.data.patch_size, t.seed, cfg.data.skip_small, progress=progress and rank == 0
+    )
     val = _val_set(cfg.data.val, mcfg.scale) if cfg.data.val else []
     model.to(device)
     if t.channels_last:
@@ -408,13 +411,15 @@ class _RunLog:
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
 
-    def step(self, done: int, loss: float, learning_rate: float, every: int) -> None:
-        """One training step; every ``every`` steps a row: mean loss, it/s, CPU-seconds."""
+    def step(self, done: int, loss: float, learning_rate: float, every: int, last: bool = False) -> None:
+        """One training step; every ``every`` steps, and at the run's ``last`` step, a row:
+        mean loss, it/s, CPU-seconds (a short run still leaves its numbers)."""
         self.sum, self.count = self.sum + loss, self.count + 1
+        self.learning_rate = learning_rate
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}")
-        if done % every or not self.on:
+        if (done % every and not last) or not self.on:
             return
         mean = self.sum / self.count
         speed = self.count / (time.perf_counter() - self.tick)
@@ -494,7 +499,8 @@ def _announce(s: _Setup, p: _Progress, source: Path | None) -> None:
     m, cfg = s.model.config, s.cfg
     line = (
         f"train: {m.num_layers} layers x {m.embedding_dim} ch, x{m.scale}; {len(s.data)} images "
-        f"({len(s.data.skipped)} skipped as smaller than the patch) loaded in {s.data.load_seconds:.1f}s; "
+        f"({len(s.data.skipped)} skipped as smaller than the patch) loaded in {s.data.load_seconds:.1f}s "
+        f"({s.data.cached} from the cache); "
         f"{s.world} rank(s) on {s.device}; starting at iteration {p.iteration}/{cfg.train.iterations}"
     )
     if cfg.model.init_from and source is None:
@@ -511,11 +517,19 @@ def _step(s: _Setup, it: int, autocast) -> float:
     low, hr = low.to(s.device, non_blocking=True), hr.to(s.device, non_blocking=True)
     if t.channels_last:
         low = low.contiguous(memory_format=torch.channels_last)
-    with autocast:
-        sr = s.net(low)
-    loss = sr_loss(sr.float(), hr, t.fft_weight)
     s.opt.zero_grad(set_to_none=False)
-    loss.backward()
+    n = low.shape[0]
+    step = t.micro_batch if 0 < t.micro_batch < n else n
+    total = 0.0
+    for i in range(0, n, step):  # micro-batches: the batch's mean loss, its gradient accumulated
+        last = i + step >= n
+        sync = contextlib.nullcontext() if last or not hasattr(s.net, "no_sync") else s.net.no_sync()
+        with sync:  # DDP: one all-reduce per step, after the last micro-batch
+            with autocast:
+                sr = s.net(low[i : i + step])
+            loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight) * (min(step, n - i) / n)
+            loss.backward()
+        total += loss.item()
     for p in s.model.parameters():  # unrouted experts: zero gradient, as in the reference's dense path
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -524,11 +538,11 @@ def _step(s: _Setup, it: int, autocast) -> float:
         with torch.no_grad():
             for pe, pm in zip(s.ema.parameters(), s.model.parameters(), strict=True):
                 pe.lerp_(pm, 1 - t.ema_decay)
-    return loss.item()
+    return total
 
 
 def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, stopping: _Stop) -> dict:
-    s = _setup(cfg, run)  # everything that can fail is checked before the first step
+    s = _setup(cfg, run, progress)  # everything that can fail is checked before the first step
     p, source = _restore(s)
     _announce(s, p, source)
     log = _RunLog(s, p.iteration, source == run / "state.pt", progress)
@@ -537,21 +551,25 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
     end = t.iterations if stop_after is None else min(t.iterations, stop_after)
     s.net.train()
     stopping.start()
+    validated = False
     for it in range(p.iteration, end):
         learning_rate = schedule_lr(it, t)
         for group in s.opt.param_groups:
             group["lr"] = learning_rate
         loss = _step(s, it, autocast)
         p.iteration = done = it + 1
-        log.step(done, loss, learning_rate, t.log_every)
+        stop_now = stopping()  # read once: a SIGTERM between two reads would skip the save
+        last = stop_now or done == end
+        log.step(done, loss, learning_rate, t.log_every, last)
         metrics = None
-        if s.val and (done % t.val_every == 0 or done == t.iterations) and s.rank == 0:
+        validated = validated or (s.val and done % t.val_every == 0)
+        if s.val and s.rank == 0 and (done % t.val_every == 0 or done == t.iterations or (last and not validated)):
+            validated = True  # a run that ends before its first validation still gets one
             metrics = validate(s.weights, s.val, s.model.config.scale)
             log.validation(done, metrics)
             if metrics["psnr"] > p.best:
                 p.best, p.best_iter = metrics["psnr"], done
                 ckpt.best(p, metrics)
-        stop_now = stopping()  # read once: a SIGTERM between two reads would skip the save
         if done % t.ckpt_every == 0 or done == end or stop_now:
             ckpt.save(p, metrics)
         if stop_now:
