@@ -87,6 +87,10 @@ def test_explain_cli(tmp_path, capsys):
     assert report["total"]["images"] == 4 and report["ranks"] == [2, 4, 8]
     assert np.array(report["total"]["counts"]).sum(1).tolist() == [4] * 6
     assert len(report["per_image"]) == 4
+    firsts = [layers[0][0] for layers in report["per_image"].values()]  # experts numbered from 1, as the figure
+    assert all(1 <= e <= 3 for e in firsts) and "from 1" in report["numbering"]
+    photo = json.loads((out / "photo_explain.json").read_text())
+    assert all(1 <= e <= 3 for layer in photo["experts"] for e in layer)
     assert (out / "routing.png").exists() and (out / "routing.csv").exists() and (out / "photo_explain.png").exists()
     assert "layer 1:" in capsys.readouterr().out
     assert main(["explain", model]) == 2

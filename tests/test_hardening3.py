@@ -134,3 +134,32 @@ def test_float_tiff_read_by_its_range(tmp_path, small_model, capsys):
     Image.fromarray(values * 300, mode="F").save(tmp_path / "g.tif")
     assert main(["upscale", str(tmp_path / "g.tif"), "-o", str(out), "--model", str(small_model)]) == 1
     assert "values from" in capsys.readouterr().err and not (out / "g.tif").exists()
+
+
+def test_train_into_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only --run folder raised a bare OSError (and a full disk a SafetensorError)."""
+    import errno
+
+    if os.geteuid() == 0:  # root writes anywhere: the folder's first write fails as on a read-only disk
+
+        def refuse(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr("seemore_sr.training.trainer.Path.write_text", refuse)
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o500)
+    try:
+        args = ["train", "tiny", "--run", str(run), "--no-progress", "--set", f"data.train=[{folder}]",
+                "--set", "data.val=null", "--set", "data.patch_size=16", "--set", "train.iterations=2"]  # fmt: skip
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "--run" in err and "cannot write the run folder" in err and err.count("\n") == 1, err
+        assert list(run.iterdir()) == []
+    finally:
+        run.chmod(0o700)

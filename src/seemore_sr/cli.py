@@ -159,12 +159,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .errors import OptionError
     from .training.config import load_config
     from .training.trainer import train
 
     cfg = load_config(args.recipe, args.set)
     limit = args.max_minutes * 60 if args.max_minutes is not None else None
-    result = train(cfg, args.run, progress=not args.no_progress, time_limit=limit)
+    try:
+        result = train(cfg, args.run, progress=not args.no_progress, time_limit=limit)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as e:  # a read-only or full run folder: every file there is written atomically
+        why = e.strerror or str(e)
+        raise OptionError("run", args.run, f"cannot write the run folder ({why}); nothing in it was changed") from None
     best = result["best_psnr"]
     if best == float("-inf"):
         print(f"done: iteration {result['iteration']} (no validation set: data.val is null)")
@@ -309,6 +316,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+NUMBERING = "layers and experts from 1, as in the figures and routing.csv; counts and ranks by position"
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import csv
     import json
@@ -346,7 +356,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             failed += 1
             continue
         fig = image_figure(cap, out / f"{path.stem}_explain.png", title=f"{args.model} on {path.name}")
-        info = {"image": str(path), "ranks": ranks, "experts": cap.experts, "weights": cap.weights}
+        info = {"image": str(path), "numbering": NUMBERING, "ranks": ranks,
+                "experts": [[e + 1 for e in layer] for layer in cap.experts], "weights": cap.weights}  # fmt: skip
         (out / f"{path.stem}_explain.json").write_text(json.dumps(info, indent=1) + "\n")
         chosen = ", ".join(f"{i + 1}:r{ranks[e[0]]}" for i, e in enumerate(cap.experts))
         print(f"{path.name}: chosen rank per layer {chosen} -> {fig}")
@@ -364,10 +375,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     failed += 1
             choices = route_images(model, [lr for _, lr in lrs])
             per_set[folder.name] = routing_counts(model, choices)
-            per_image.update({f"{folder.name}/{name}": c for (name, _), c in zip(lrs, choices, strict=True)})
+            per_image.update(
+                {
+                    f"{folder.name}/{n}": [[e + 1 for e in layer] for layer in c]
+                    for (n, _), c in zip(lrs, choices, strict=True)
+                }
+            )
         total = sum(per_set.values())
         report = {
             "model": str(args.model),
+            "numbering": NUMBERING,
             "scale": cfg.scale,
             "ranks": ranks,
             "datasets": {k: {"images": int(v[0].sum()) // cfg.topk, "counts": v.tolist()} for k, v in per_set.items()},
