@@ -53,6 +53,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"preparing   optimize() on {args.device} (measures its executors on first use)...", flush=True)
         fast = optimize(model.to(torch.device(args.device)))
         print(f"executor    {getattr(fast, 'executor', type(fast).__name__)} (chosen by optimize)")
+        print(f"timing      {args.repeats} runs after a warm-up...", flush=True)
         res = measure(fast, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
         print(
             f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)"
@@ -349,6 +350,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     rgb = lambda a: np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a  # noqa: E731
     failed = 0
     for path in map(Path, args.images):
+        print(f"explaining {path.name}...", file=sys.stderr, flush=True)
         try:
             cap = capture(model, rgb(read_image(path)), group=args.group)
         except ImageError as e:
@@ -373,6 +375,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 except (ImageError, ValueError) as e:
                     print(f"failed: {e}", file=sys.stderr)
                     failed += 1
+            print(f"routing {folder.name}: {len(lrs)} images...", file=sys.stderr, flush=True)
             choices = route_images(model, [lr for _, lr in lrs])
             per_set[folder.name] = routing_counts(model, choices)
             per_image.update(
