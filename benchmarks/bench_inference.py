@@ -41,9 +41,8 @@ import torch
 
 from seemore_sr import create_model, list_models
 from seemore_sr.bench import cpu_description, time_call
-from seemore_sr.inference.calibrate import candidates
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
-from seemore_sr.inference.fast import CudaGraphed, make_ops, optimize
+from seemore_sr.inference.fast import EXECUTORS, CudaGraphed, make_ops, optimize
 from seemore_sr.models.complexity import paper_input_size
 from seemore_sr.models.seemore import pad_to_min
 
@@ -56,7 +55,7 @@ def paths_for(model, device, args):
     out["channels_last"] = lambda x: cl(x.contiguous(memory_format=torch.channels_last))
     fast = optimize(model)
     print(f"# optimize chose: {fast.executor}")
-    for name in candidates() if device.type == "cpu" else ["nhwc"]:
+    for name in EXECUTORS if device.type == "cpu" else ["nhwc"]:
         out[f"exec:{name}"] = model.fold(make_ops(name))
     out["optimize"] = fast
     if args.compile:
@@ -220,7 +219,7 @@ def peers(args) -> int:
         "SAFMN (36 ch, 8 blocks)": safmn,
         "SPAN (48 ch)": span,
         f"ours, optimize() fp32 [{optimize(ours).executor}]": optimize(ours),
-        **{f"ours, executor {name}": ours.fold(make_ops(name)) for name in candidates()},
+        **{f"ours, executor {name}": ours.fold(make_ops(name)) for name in EXECUTORS},
     }
     h, w = paper_input_size(4)
     x = torch.rand(1, 3, h, w)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seemore_sr import Upscaler, list_models, optimize
-from seemore_sr.inference.calibrate import candidates
+from seemore_sr.inference.fast import EXECUTORS
 from seemore_sr.inference.tiling import group_halo
 from seemore_sr.models.registry import config_for
 from seemore_sr.models.seemore import SeemoRe, SeemoReConfig
@@ -66,7 +66,7 @@ def test_every_path_matches_the_module(name):
     f = cfg.min_size
     with torch.no_grad():
         ref = model(x)
-        for executor in candidates():
+        for executor in EXECUTORS:
             assert (optimize(model, executor)(x) - ref).abs().max() <= TOL, executor
         for executor in ("nhwc-fused", "nchw"):  # the CPU's tiled path and the layout a GPU tiles in
             up = Upscaler(model, device="cpu", tile=f, executor=executor)
@@ -125,3 +125,28 @@ def test_halo_grows_with_the_kernel():
     the released kernel 11) gave 3e-3 errors at kernel 21."""
     assert group_halo(config_for("seemore-tiny-x2")) == 10
     assert group_halo(SeemoReConfig(**SMALL, global_kernel_size=21)) == 15
+
+
+def test_auto_executor_does_not_depend_on_threads(tmp_path, monkeypatch):
+    """One process and torchrun's ranks (fewer threads each) must run the same executor and
+    write the same bytes: the choice is kept per machine, not per thread count, and auto
+    chooses only executors whose output does not change with the thread count."""
+    from seemore_sr.inference import calibrate
+
+    monkeypatch.setenv("SEEMORE_CACHE", str(tmp_path))
+    monkeypatch.setattr(calibrate, "_CHOSEN", {})
+    model = perturbed(SeemoReConfig(**SMALL))
+    x = inputs(model.config)
+    before = torch.get_num_threads()
+    try:
+        outs, chosen = [], []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            fast = optimize(model)
+            chosen.append(fast.executor)
+            with torch.no_grad():
+                outs.append(fast(x))
+    finally:
+        torch.set_num_threads(before)
+    assert chosen[0] == chosen[1] and set(calibrate.candidates()) <= {"nhwc-fused", "nhwc"}
+    assert torch.equal(outs[0], outs[1])

@@ -36,8 +36,11 @@ _CHOSEN: dict[str, str] = {}  # this process's choices (also when the cache cann
 
 
 def candidates() -> list[str]:
-    """The CPU executors worth measuring here."""
-    return (["nhwc-fused"] if DNN else []) + ["nhwc", "nchw-cl", "nchw"]
+    """The CPU executors ``auto`` chooses among: the NHWC ones, whose bytes do not depend on
+    the thread count (one process and torchrun's ranks write the same files). ``nchw-cl``
+    and ``nchw`` can be forced; their outputs move by ~7e-7 between 1 and 2 threads, and
+    they were not the fastest on the CPUs measured (BENCHMARKS.md)."""
+    return (["nhwc-fused"] if DNN else []) + ["nhwc"]
 
 
 def table_choice() -> str:
@@ -51,10 +54,8 @@ def table_choice() -> str:
 
 
 def _key(model: SeemoRe) -> str:
-    cfg = model.config
-    return (
-        f"{cpu_description()} | torch {torch.__version__} | {torch.get_num_threads()} threads | C={cfg.embedding_dim}"
-    )
+    """CPU, torch and width; not the thread count (see the module docstring)."""
+    return f"{cpu_description()} | torch {torch.__version__} | C={model.config.embedding_dim}"
 
 
 def _cache_file():
