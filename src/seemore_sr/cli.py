@@ -192,7 +192,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
         raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
     files, missing, subdirs = collect_inputs(args.inputs, args.recursive)
-    ranks = _ranks(args.threads)  # under torchrun: this rank's share of the files, its own device
+    ranks = _ranks()  # under torchrun: this rank's share of the files, its own device
     if ranks is not None:
         rank, world, device = ranks
         files = files[rank::world]
@@ -238,12 +238,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _ranks(threads: int | None) -> tuple[int, int, str] | None:
+def _ranks() -> tuple[int, int, str] | None:
     """``(rank, world size, device)`` under torchrun with more than one process, else None.
 
     Each rank takes every world-th file of the sorted inputs (the same list on every rank)
     and writes only its own outputs; the device is ``cuda:LOCAL_RANK`` where CUDA is, else
-    the CPU, whose cores the ranks on a machine share (``--threads`` defaults to its share)."""
+    the CPU. Each rank keeps the thread count a single process would use, so its outputs are
+    the single process's bytes; ``--threads`` shares a machine's cores between its ranks
+    (the outputs then equal a single process run with the same ``--threads``)."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -251,9 +253,7 @@ def _ranks(threads: int | None) -> tuple[int, int, str] | None:
         return None
     import torch
 
-    local_rank, local_world = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if threads is None:  # not set by --threads: the ranks on a machine share its cores
-        torch.set_num_threads(max(1, _usable_cores() // local_world))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     return int(os.environ["RANK"]), world, device
 
