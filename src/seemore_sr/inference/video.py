@@ -100,8 +100,8 @@ def upscale_video(
                 w, h = vin.codec_context.width, vin.codec_context.height
                 vout.width, vout.height = max(2, round(w * s)) // 2 * 2, max(2, round(h * s)) // 2 * 2
                 vout.pix_fmt = LOSSLESS.get(codec, "yuv420p")
-                if codec == "libx264":
-                    vout.options = {"crf": str(crf), "preset": "medium"}
+                if codec == "libx264":  # one encoder thread: the same bytes on every run (frame threads varied)
+                    vout.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
                 remux = {}
                 for stream in copied:
                     try:
