@@ -28,7 +28,7 @@ import numpy as np
 from .._fs import atomic_path
 from ..errors import MissingExtra, Refused
 
-__all__ = ["VIDEO_SUFFIXES", "is_video", "upscale_video", "probe_video"]
+__all__ = ["VIDEO_SUFFIXES", "is_video", "upscale_video"]
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 LOSSLESS = {"ffv1": "bgr0"}  # codec -> the RGB pixel format that keeps every value
@@ -44,20 +44,6 @@ def _av():
     except ImportError:
         raise MissingExtra("video", "video upscaling") from None
     return av
-
-
-def probe_video(path: Path) -> dict:
-    """Frames (as the container counts them), size, rate and duration of the first video stream."""
-    av = _av()
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise Refused("no video stream (audio only?)")
-            v = c.streams.video[0]
-            return {"frames": v.frames, "width": v.codec_context.width, "height": v.codec_context.height,
-                    "rate": v.average_rate, "duration": float(c.duration or 0) / 1e6}  # fmt: skip
-    except av.error.FFmpegError as e:
-        raise Refused(f"not a readable video ({e})") from None
 
 
 def upscale_video(
