@@ -148,5 +148,5 @@ def test_auto_executor_does_not_depend_on_threads(tmp_path, monkeypatch):
                 outs.append(fast(x))
     finally:
         torch.set_num_threads(before)
-    assert chosen[0] == chosen[1] and set(calibrate.candidates()) <= {"nhwc-fused", "nhwc"}
+    assert chosen[0] == chosen[1] and set(calibrate.candidates()) <= {"nhwc-fused", "nhwc-fused-ln", "nhwc"}
     assert torch.equal(outs[0], outs[1])

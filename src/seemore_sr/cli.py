@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--executor",
-        choices=["auto", "nhwc-fused", "nhwc", "nchw-cl", "nchw"],
+        choices=["auto", "nhwc-fused", "nhwc-fused-ln", "nhwc", "nchw-cl", "nchw"],
         default="auto",
         help="how the network runs (default auto: the fastest measured on this CPU)",
     )

@@ -40,7 +40,7 @@ def candidates() -> list[str]:
     the thread count (one process and torchrun's ranks write the same files). ``nchw-cl``
     and ``nchw`` can be forced; their outputs move by ~7e-7 between 1 and 2 threads, and
     they were not the fastest on the CPUs measured (BENCHMARKS.md)."""
-    return (["nhwc-fused"] if DNN else []) + ["nhwc"]
+    return (["nhwc-fused", "nhwc-fused-ln"] if DNN else []) + ["nhwc"]
 
 
 def table_choice() -> str:

@@ -4,6 +4,7 @@ Every path runs the network's folded inference form (:mod:`seemore_sr.models.fol
 they differ only in the executor, the object that says how its operations run:
 
 - ``nhwc-fused``: NHWC GEMMs with oneDNN's fused GELU / add (:class:`~.nhwc.NHWCOps`);
+- ``nhwc-fused-ln``: the same, with PyTorch's ``layer_norm`` kernel for the norms;
 - ``nhwc``: the same layout with plain PyTorch ops (``NHWCOps(fused=False)``);
 - ``nchw-cl``: NCHW convolutions on channels_last memory (``Ops(torch.channels_last)``);
 - ``nchw``: NCHW convolutions (``Ops()``); on CUDA, replayed as CUDA graphs
@@ -27,13 +28,15 @@ from .nhwc import NHWCOps
 
 __all__ = ["optimize", "CudaGraphed", "exact_cudnn", "EXECUTORS", "make_ops"]
 
-EXECUTORS = ("nhwc-fused", "nhwc", "nchw-cl", "nchw")
+EXECUTORS = ("nhwc-fused", "nhwc-fused-ln", "nhwc", "nchw-cl", "nchw")
 
 
 def make_ops(executor: str) -> Ops:
     """The executor object for a name of :data:`EXECUTORS`."""
     if executor == "nhwc-fused":
         return NHWCOps(fused=True)
+    if executor == "nhwc-fused-ln":
+        return NHWCOps(fused=True, torch_norm=True)
     if executor == "nhwc":
         return NHWCOps(fused=False)
     if executor == "nchw-cl":

@@ -40,9 +40,12 @@ class NHWCOps(Ops):
 
     channels_last = True
 
-    def __init__(self, fused: bool = True) -> None:
+    def __init__(self, fused: bool = True, *, torch_norm: bool | None = None) -> None:
+        """``fused``: oneDNN's fused GEMM kernels; ``torch_norm``: LayerNorm by PyTorch's
+        ``layer_norm`` kernel rather than the composed passes (default: with ``fused=False``)."""
         self.fused = fused and DNN
-        self.name = "nhwc-fused" if self.fused else "nhwc"
+        self.torch_norm = (not self.fused) if torch_norm is None else torch_norm
+        self.name = "nhwc" if not self.fused else "nhwc-fused-ln" if self.torch_norm else "nhwc-fused"
 
     def _dnn(self, x: Tensor) -> bool:
         return (
@@ -53,13 +56,28 @@ class NHWCOps(Ops):
             and not torch.compiler.is_compiling()  # inductor fuses on its own
         )
 
-    def linear(self, x: Tensor, w: Tensor, b: Tensor | None, *, gelu: bool = False, add: Tensor | None = None):
+    def linear(
+        self,
+        x: Tensor,
+        w: Tensor,
+        b: Tensor | None,
+        *,
+        gelu: bool = False,
+        add: Tensor | None = None,
+        mul: Tensor | None = None,
+    ) -> Tensor:
+        if mul is not None:
+            if self._dnn(x) and b is not None and add is None and not gelu:
+                return torch.ops.mkldnn._linear_pointwise.binary(x, mul, w, b, "mul")
+            return self.linear(x, w, b, gelu=gelu, add=add).mul_(mul)
         if self._dnn(x) and b is not None:
             if add is None:
                 act, algo = ("gelu", "none") if gelu else ("none", "")
                 return torch.ops.mkldnn._linear_pointwise(x, w, b, act, [], algo)
             if not gelu:
                 return torch.ops.mkldnn._linear_pointwise.binary(x, add, w, b, "add")
+            # oneDNN has no GEMM + GELU + add in one kernel: GELU fused, then the add in place
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none").add_(add)
         y = F.linear(x, w, b)
         if gelu:
             y = F.gelu(y)
@@ -79,10 +97,17 @@ class NHWCOps(Ops):
         return y if mul is None else y.mul_(mul)
 
     def norm(self, x: Tensor, w: Tensor | None = None, b: Tensor | None = None, eps: float = 1e-6) -> Tensor:
-        """Four vectorised passes (PyTorch's ``layer_norm`` kernel handles 36-channel rows
-        poorly on some CPUs; BENCHMARKS.md); the same formula, max difference ~1e-6."""
-        if not self._dnn(x):
-            return F.layer_norm(x, x.shape[-1:], w, b, eps)
+        """PyTorch's ``layer_norm`` kernel, or four vectorised passes (the kernel handles
+        36-channel rows poorly on some CPUs, well on others: ``optimize`` measures which;
+        BENCHMARKS.md); the same formula, max difference ~1e-6. The kernel gets an identity
+        affine where there is none: its path without one was 1.5x slower (Xeon, model 167)."""
+        if self.torch_norm or not self._dnn(x):
+            c = x.shape[-1]
+            if w is None:
+                w = torch.ones(c, dtype=x.dtype, device=x.device)
+            if b is None:
+                b = torch.zeros(c, dtype=x.dtype, device=x.device)
+            return F.layer_norm(x, (c,), w, b, eps)
         xc = x - x.mean(-1, keepdim=True)
         var = torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square_().div_(x.shape[-1])
         y = xc.mul_(var.add_(eps).rsqrt_())

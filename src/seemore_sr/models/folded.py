@@ -66,12 +66,23 @@ class Ops:
         self.memory_format = memory_format
         self.name = "nchw-cl" if memory_format == torch.channels_last else "nchw"
 
-    def linear(self, x: Tensor, w: Tensor, b: Tensor | None, *, gelu: bool = False, add: Tensor | None = None):
-        """``gelu?(x @ w.T + b) (+ add)`` over the channels of ``x``."""
+    def linear(
+        self,
+        x: Tensor,
+        w: Tensor,
+        b: Tensor | None,
+        *,
+        gelu: bool = False,
+        add: Tensor | None = None,
+        mul: Tensor | None = None,
+    ) -> Tensor:
+        """``gelu?(x @ w.T + b) (+ add) (* mul)`` over the channels of ``x``."""
         y = F.conv2d(x, w[:, :, None, None], b)
         if gelu:
             y = F.gelu(y)
-        return y if add is None else y + add
+        if add is not None:
+            y = y + add
+        return y if mul is None else y * mul
 
     def conv(self, x: Tensor, conv: nn.Conv2d, *, gelu: bool = False, mul: Tensor | None = None) -> Tensor:
         """``gelu?(conv(x)) (* mul)``."""
@@ -230,7 +241,7 @@ class FoldedMoE(_Folded):
             w = (weights[rows] * hit[rows]).sum(1)
             every = rows.numel() == a.shape[0]
             xa, xk = (a, k) if every else (a[rows], k[rows])
-            low = ops.linear(xa, self.low_x_w[r], self.low_x_b[r]) * ops.linear(xk, self.low_k_w[r], self.low_k_b[r])
+            low = ops.linear(xk, self.low_k_w[r], self.low_k_b[r], mul=ops.linear(xa, self.low_x_w[r], self.low_x_b[r]))
             up_w, up_b = self.up_w[:, r], self.up_bias[j]
             if every and a.shape[0] == 1:  # one image: its weight folded into the last GEMM
                 out = ops.linear(low, up_w * w, up_b * w, add=out)
@@ -338,7 +349,15 @@ class FoldedSeemoRe(nn.Module):
         self.config = cfg = net.config
         self.dense = dense
         self.register_buffer("mean", net.mean.detach().clone(), persistent=False)
-        self.conv_1, self.conv_2, self.up = net.conv_1, net.conv_2, net.upsampler[0]
+        self.conv_1, self.conv_2 = net.conv_1, net.conv_2
+        # the tail's ``/ img_range + mean`` folded into the upsampling conv (pixel shuffle
+        # sends its output channel o to image channel o // scale**2): two passes over the
+        # HR image fewer
+        up = net.upsampler[0]
+        self.up = nn.Conv2d(up.in_channels, up.out_channels, up.kernel_size, padding=up.padding)
+        self.up.weight.data = up.weight.detach() / cfg.img_range
+        shift = net.mean.detach().flatten().repeat_interleave(cfg.scale**2)
+        self.up.bias.data = up.bias.detach() / cfg.img_range + shift
         self.register_buffer("norm_w", net.norm.weight.detach().clone())
         self.register_buffer("norm_b", net.norm.bias.detach().clone())
         self.eps = net.norm.eps
@@ -364,8 +383,7 @@ class FoldedSeemoRe(nn.Module):
         """Features and the head's output -> NCHW image (not cropped)."""
         ops = self.ops
         feat = ops.conv(ops.norm(feat, self.norm_w, self.norm_b, self.eps), self.conv_2)
-        y = self.up(ops.to_nchw(feat + res))
-        return F.pixel_shuffle(y, self.scale) / self.config.img_range + self.mean
+        return F.pixel_shuffle(self.up(ops.to_nchw(feat + res)), self.scale)
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
