@@ -185,17 +185,18 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import bundled_weights
-    from .inference.batch import collect_inputs, shown, upscale_files
+    from .inference.batch import collect_inputs, join_videos, shown, upscale_files
     from .inference.upscaler import Upscaler
 
     model = args.model or f"seemore-tiny-x{args.scale or 4}"
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
         raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
     files, missing, subdirs = collect_inputs(args.inputs, args.recursive)
-    ranks = _ranks()  # under torchrun: this rank's share of the files, its own device
+    ranks = _ranks()  # under torchrun: this rank's share of the work, its own device
+    share = (0, 1)
     if ranks is not None:
         rank, world, device = ranks
-        files = files[rank::world]
+        share = (rank, world)
         missing = missing if rank == 0 else []
         args.device = device if args.device == "auto" else args.device
     for item, why in missing:
@@ -220,18 +221,20 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         suffix=args.suffix,
         fmt=args.format,
         quality=args.quality,
-        video_options={"codec": args.video_codec, "crf": args.crf},
+        video_options={"codec": args.video_codec, "crf": args.crf, "segment_frames": args.video_segment},
         existing=existing,
         progress=not args.no_progress and sys.stderr.isatty(),
         log=lambda m: print(m, file=sys.stderr),
         max_pixels=args.max_pixels,
         subdirs=subdirs,
+        share=share,
     )
     summary.failed[:0] = missing
     if ranks is not None:
-        summary = _gather(summary)  # rank 0 reports for all; every rank returns the same code
+        summary = _gather(summary)  # every rank done; rank 0 joins the videos and reports for all
         if ranks[0] != 0:
             return 1 if summary.failed else 0
+        join_videos(summary, log=lambda m: print(m, file=sys.stderr))
     for remedy in sorted(summary.remedies):
         print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
     print(f"{summary.line()}; outputs in {shown(Path(args.output))}")
@@ -272,7 +275,7 @@ def _gather(summary):
         dist.all_gather_object(parts, summary)
     finally:
         dist.destroy_process_group()
-    total = Summary()
+    total = Summary(joins=parts[0].joins)  # the same list on every rank
     for part in parts:
         total.done += part.done
         total.skipped += part.skipped
@@ -487,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--video-codec", default="libx264", metavar="C", help="video encoder (default libx264; ffv1 in .mkv: lossless)"
     )
     q.add_argument("--crf", type=int, default=18, help="libx264 quality, 0 (lossless) .. 51 (default 18)")
+    q.add_argument(
+        "--video-segment",
+        type=int,
+        default=120,
+        metavar="FRAMES",
+        help="cut videos at keyframes into segments of at least this many frames: what a rerun keeps "
+        "and torchrun's ranks share (default 120)",
+    )
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument(

@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES, regular_file
 from ..errors import OptionError, Refused
 from .upscaler import Upscaler
-from .video import VIDEO_SUFFIXES, is_video, upscale_video
+from .video import VIDEO_SUFFIXES, is_video, join_segments, plan_video, remove_other_segments, run_segments
 
 __all__ = [
     "collect_inputs",
@@ -57,6 +58,7 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     remedies: set[str] = field(default_factory=set)  # Refused.remedy of the failures: what would help
     seconds: float = 0.0
+    joins: list = field(default_factory=list)  # videos whose segments ranks share: (plan, replace), joined last
 
     def line(self) -> str:
         return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed in {self.seconds:.1f}s"
@@ -278,12 +280,19 @@ def upscale_files(
     log=print,
     max_pixels: int = MAX_PIXELS,
     subdirs: dict[Path, Path] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> Summary:
     """Upscale ``files`` into ``outdir`` (mirroring folder scans' subfolders), one line per failure.
 
     The output folder is checked before any compute; each output's format is checked
     against its input before the upscale; a file is moved into place only if no other
     run wrote it meanwhile (unless ``existing="overwrite"``).
+
+    ``share=(rank, world)``: this process does every ``world``-th item of the work, the
+    items being the image files and the videos' segments (:mod:`.video`), listed the same
+    way by every rank; the videos are then left to join (``Summary.joins``:
+    :func:`join_videos`, once every rank is done). Alone (``world`` 1) a video is made and
+    joined in turn.
     """
     summary = Summary()
     start = time.perf_counter()
@@ -302,21 +311,36 @@ def upscale_files(
         if folder.is_dir():
             remove_stale_parts(folder)  # left by a killed run
     inputs = {f.resolve() for f in files}
+    rank, world = share
+    video_options = dict(video_options or {})
+
+    def video_dst(src: Path) -> Path:
+        return outdir / subdirs.get(src, Path()) / f"{src.stem}{suffix}{src.suffix}"
+
+    work = _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary) if world > 1 else files
+    work = work[rank::world]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), unit="img", dynamic_ncols=True)
-    for src in files:
+        bar = tqdm(total=len(work), unit="img", dynamic_ncols=True)
+    for item in work:
+        src = item if isinstance(item, Path) else item[1]
         try:
+            if not isinstance(item, Path):  # a video's segment, a failure or a skip found while listing
+                kind, _, detail = item
+                if kind == "skip":
+                    summary.skipped.append(src)
+                elif kind == "fail":
+                    raise detail
+                elif all(name != str(src) for name, _ in summary.failed):  # one failure per video
+                    plan, k = detail
+                    run_segments(upscaler, plan, [k])
+                continue
             video = is_video(src)
             out_fmt = "" if video else output_format(src, fmt)[1]
             sub = subdirs.get(src, Path())
-            dst = (
-                outdir / sub / f"{src.stem}{suffix}{src.suffix}"
-                if video
-                else output_path(src, outdir, suffix, fmt, sub)
-            )
+            dst = video_dst(src) if video else output_path(src, outdir, suffix, fmt, sub)
             if dst.resolve() in inputs:
                 raise Refused(
                     f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
@@ -331,11 +355,10 @@ def upscale_files(
             if why:
                 raise Refused(why)
             if video:
-                try:
-                    upscale_video(upscaler, src, dst, replace=existing == "overwrite", **(video_options or {}))
-                except FileExistsError:
-                    raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
-                summary.done.append(dst)
+                plan = plan_video(upscaler, src, dst, **video_options)
+                with _frames_bar(bar, plan.frames) as report:
+                    run_segments(upscaler, plan, range(plan.segments), progress=report)
+                summary.done.append(_join(plan, existing == "overwrite"))
                 continue
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
@@ -370,3 +393,81 @@ def upscale_files(
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _frames_bar(bar, total: int):
+    """A progress bar in frames (with its ETA) under the files' bar, while a video runs."""
+    if bar is None:
+        yield None
+        return
+    from tqdm import tqdm
+
+    frames = tqdm(total=total, unit="frame", leave=False, dynamic_ncols=True)
+
+    def report(done: int, _total: int) -> None:
+        frames.update(done - frames.n)
+
+    try:
+        yield report
+    finally:
+        frames.close()
+
+
+def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary) -> list:
+    """The work ranks share (:func:`upscale_files`), the same list on every rank: image
+    files as they are, each video as its segments (``("segment", src, (plan, k))``), and
+    what listing a video found instead (``("skip" | "fail", src, error)``), so that it is
+    reported once, by the rank the item falls to. Every rank plans every video: reading
+    its packets, no decoding."""
+    work: list = []
+    for src in files:
+        if not is_video(src):
+            work.append(src)
+            continue
+        try:
+            dst = video_dst(src)
+            if dst.resolve() in inputs:
+                raise Refused(
+                    f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
+                )
+            if dst.exists():
+                if existing == "skip":
+                    work.append(("skip", src, None))
+                    continue
+                if existing != "overwrite":
+                    raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
+            why = regular_file(src)
+            if why:
+                raise Refused(why)
+            plan = plan_video(upscaler, src, dst, **video_options)
+        except (ValueError, OSError) as e:
+            work.append(("fail", src, e))
+            continue
+        work += [("segment", src, (plan, k)) for k in range(plan.segments)]
+        summary.joins.append((plan, existing == "overwrite"))
+    return work
+
+
+def _join(plan, replace: bool) -> Path:
+    try:
+        join_segments(plan, replace=replace)
+    except FileExistsError:
+        raise ValueError(f"output {plan.dst} was written by another run meanwhile; left as it is") from None
+    remove_other_segments(plan.dst, keep=plan.key)
+    return plan.dst
+
+
+def join_videos(summary: Summary, log=print) -> None:
+    """Join the videos whose segments the ranks made (``summary.joins``), unless one of
+    their segments failed; rank 0's last step under torchrun."""
+    failed = {name for name, _ in summary.failed}
+    for plan, replace in summary.joins:
+        if str(plan.src) in failed:
+            continue
+        try:
+            summary.done.append(_join(plan, replace))
+        except (ValueError, OSError) as e:
+            summary.failed.append((str(plan.src), str(e)))
+            log(f"failed: {shown(plan.src)}: {shown(e)}")
+    summary.joins = []

@@ -11,16 +11,39 @@ does not grow with the length. What a video person expects is kept:
 - the container's and the video stream's metadata (title, rotation tag, language).
 
 Encoding: H.264 (``libx264``, yuv420p, ``crf`` 18 by default: visually lossless) or any
-encoder FFmpeg has (``codec``); ``ffv1`` in MKV is lossless (RGB, ``bgr0``). The output is
-written to a temporary file and moved into place when complete. A truncated file, an
-audio-only or 0-frame file, or a codec FFmpeg cannot decode fails that file alone, in one
-line. Not yet: resuming a killed run part way (a rerun starts the file again) and
-splitting one video across ranks.
+encoder FFmpeg has (``codec``); ``ffv1`` in MKV is lossless (RGB, ``bgr0``).
+
+**Segments.** A video is cut into segments at the input's keyframes (:func:`plan_video`:
+each at least ``segment_frames`` frames, from the packets alone, no decoding), each
+segment is upscaled and encoded into its own file (:func:`encode_segment`, starting with
+a keyframe), and the segments are joined without re-encoding (:func:`join_segments`),
+with the audio and subtitles remuxed from the input. The cut depends on the input and
+the options only, so:
+
+- a killed run (even ``kill -9``) is resumed by running the same command: finished
+  segments are kept in ``OUT/.NAME.KEY.segments/`` (``KEY`` names the input, weights and
+  options, so a changed option never reuses them) and only the missing ones are made;
+  the result is the file a run that was never killed writes, to the byte;
+- under ``torchrun`` the segments of one video are shared among the ranks, and rank 0
+  joins them (:mod:`seemore_sr.inference.batch`).
+
+Each segment decodes from the keyframe before its own (frames of an open GOP can lean
+on the previous one) and keeps its own frames by time stamp. A video whose packets have
+no time stamps is one segment. A truncated file, an audio-only or 0-frame file, or a
+codec FFmpeg cannot decode fails that file alone, in one line; the output is moved into
+place only when complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import heapq
+import itertools
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +51,21 @@ import numpy as np
 from .._fs import atomic_path
 from ..errors import MissingExtra, Refused
 
-__all__ = ["VIDEO_SUFFIXES", "is_video", "upscale_video"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "SEGMENT_FRAMES",
+    "is_video",
+    "upscale_video",
+    "plan_video",
+    "VideoPlan",
+    "encode_segment",
+    "join_segments",
+]
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 LOSSLESS = {"ffv1": "bgr0"}  # codec -> the RGB pixel format that keeps every value
+SEGMENT_FRAMES = 120  # a segment's least length (frames): the unit of resume and of sharing among ranks
+_FORMATS = {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi"}
 
 
 def is_video(path: Path) -> bool:
@@ -46,6 +80,281 @@ def _av():
     return av
 
 
+@dataclass
+class VideoPlan:
+    """Where a video is cut: ``cuts[k]`` is the index (in decode order, among the video
+    stream's packets) of segment ``k``'s first packet, a keyframe; ``pts`` the packets'
+    time stamps (``None`` when some packet has none: one segment then)."""
+
+    src: Path
+    dst: Path
+    codec: str
+    crf: int
+    frames: int
+    cuts: list[int]
+    pts: list[int] | None
+    key: str = ""  # names the input, the weights and the options (the segments' folder)
+    info: dict = field(default_factory=dict)  # time base, rate, size of the video stream
+
+    @property
+    def segments(self) -> int:
+        return len(self.cuts)
+
+    def span(self, k: int) -> tuple[int, int]:
+        """Packet indices ``[start, end)`` of segment ``k``."""
+        return self.cuts[k], self.cuts[k + 1] if k + 1 < len(self.cuts) else self.frames
+
+    @property
+    def folder(self) -> Path:
+        return self.dst.parent / f".{self.dst.name}.{self.key}.segments"
+
+    @property
+    def container(self) -> str:
+        """The segments' container: MOV keeps the stream's time base and negative decode
+        times (B-frames) as they are; Matroska for codecs MOV does not take."""
+        return "mov" if _takes(_av(), "mov", self.codec) else "matroska"
+
+    def part(self, k: int) -> Path:
+        return self.folder / f"{k:05d}.{'mov' if self.container == 'mov' else 'mkv'}"
+
+    def done(self, k: int) -> bool:
+        return self.part(k).is_file()
+
+
+def _takes(av, fmt: str, codec: str) -> bool:
+    """Whether container format ``fmt`` takes a stream of ``codec``."""
+    import io
+
+    with av.open(io.BytesIO(), "w", format=fmt) as c:
+        try:
+            c.add_stream(codec)
+        except ValueError:
+            return False
+    return True
+
+
+def _check_codec(av, codec: str) -> None:
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:  # noqa: BLE001 - UnknownCodecError and friends
+        raise Refused(f"FFmpeg here has no {codec!r} encoder", remedy="video_codec") from None
+
+
+def _open(av, src: Path):
+    try:
+        inp = av.open(str(src))
+    except av.error.FFmpegError as e:
+        raise Refused(f"not a readable video ({e})") from None
+    if not inp.streams.video:
+        inp.close()
+        raise Refused("no video stream (audio only?); nothing to upscale")
+    if inp.streams.video[0].codec_context.codec is None:
+        inp.close()
+        raise Refused("its video codec is not one FFmpeg here can decode")
+    return inp
+
+
+def _fingerprint(upscaler, src: Path, options: dict) -> str:
+    """A short hash of what decides a segment's bytes: the input file, the weights, the
+    engine's choices and the encoding options."""
+    from .. import __version__
+
+    h = hashlib.sha256()
+    st = src.stat()
+    engine = getattr(upscaler, "engine", None)
+    h.update(json.dumps([str(src.resolve()), st.st_size, st.st_mtime_ns, __version__, options]).encode())
+    h.update(
+        json.dumps(
+            [
+                str(getattr(engine, "precision", "")),
+                str(getattr(engine, "executor", "")),
+                str(getattr(upscaler, "tile", "")),
+                str(getattr(upscaler, "outscale", "")),
+                str(getattr(upscaler, "scale", "")),
+            ]
+        ).encode()
+    )
+    model = getattr(engine, "model", None)
+    if model is not None:
+        for name, t in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def plan_video(
+    upscaler,
+    src: Path,
+    dst: Path,
+    *,
+    codec: str = "libx264",
+    crf: int = 18,
+    segment_frames: int = SEGMENT_FRAMES,
+) -> VideoPlan:
+    """Where ``src`` is cut into segments (module docstring): read from its packets, no decoding."""
+    av = _av()
+    _check_codec(av, codec)
+    if not isinstance(segment_frames, int) or segment_frames < 1:
+        raise Refused(f"segment length must be a positive number of frames, got {segment_frames!r}")
+    with _open(av, src) as inp:
+        vin = inp.streams.video[0]
+        pts: list[int] | None = []
+        keys: list[bool] = []
+        try:
+            for packet in inp.demux(vin):
+                if packet.size == 0:
+                    continue
+                keys.append(packet.is_keyframe)
+                if pts is not None:
+                    if packet.pts is None:
+                        pts = None
+                    else:
+                        pts.append(packet.pts)
+        except av.error.FFmpegError as e:
+            raise Refused(f"unreadable or truncated video ({e})") from None
+        if not keys:
+            raise Refused("no frames to upscale (an empty video)")
+        cuts = [0]
+        if pts is not None and len(set(pts)) == len(pts):
+            for i, key in enumerate(keys):
+                if key and i - cuts[-1] >= segment_frames:
+                    cuts.append(i)
+        else:
+            pts = None
+        s = upscaler.outscale or upscaler.scale
+        w, h = vin.codec_context.width, vin.codec_context.height
+        info = {
+            "time_base": vin.time_base,
+            "rate": vin.average_rate or vin.guessed_rate,
+            "width": max(2, round(w * s)) // 2 * 2,
+            "height": max(2, round(h * s)) // 2 * 2,
+        }
+    options = {"codec": codec, "crf": crf, "segment_frames": segment_frames}
+    plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info)
+    plan.key = _fingerprint(upscaler, src, options)
+    return plan
+
+
+def _segment_frames(av, plan: VideoPlan, k: int) -> Iterator:
+    """Segment ``k``'s decoded frames in presentation order: decoding starts at the previous
+    segment's keyframe, and the frames kept are those whose time stamps are this segment's."""
+    start, end = plan.span(k)
+    first = plan.cuts[k - 1] if k > 0 else 0
+    keep = None if plan.pts is None else set(plan.pts[start:end])
+    with av.open(str(plan.src)) as inp:
+        vin = inp.streams.video[0]
+        decoder = vin.codec_context
+        i = -1
+        for packet in inp.demux(vin):
+            if packet.size == 0:
+                continue
+            i += 1
+            if i < first:
+                continue
+            if i >= end:
+                break
+            yield from _kept(decoder.decode(packet), keep, vin.time_base)
+        yield from _kept(decoder.decode(None), keep, vin.time_base)
+
+
+def _kept(frames, keep: set[int] | None, time_base) -> Iterator:
+    for frame in frames:
+        if keep is None or frame.pts in keep:
+            frame.time_base = time_base
+            yield frame
+
+
+def encode_segment(upscaler, plan: VideoPlan, k: int, progress: Callable[[int], None] | None = None) -> int:
+    """Upscale and encode segment ``k`` into its part file (moved into place when complete);
+    returns its frames."""
+    av = _av()
+    start, end = plan.span(k)
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with atomic_path(plan.part(k)) as tmp:
+        with av.open(str(tmp), "w", format=plan.container) as out:
+            vout = out.add_stream(plan.codec, rate=plan.info["rate"])
+            vout.time_base = plan.info["time_base"]
+            vout.width, vout.height = plan.info["width"], plan.info["height"]
+            vout.pix_fmt = LOSSLESS.get(plan.codec, "yuv420p")
+            if plan.codec == "libx264":  # one encoder thread: the same bytes on every run (frame threads varied)
+                vout.options = {"crf": str(plan.crf), "preset": "medium", "threads": "1"}
+            try:
+                for frame in _segment_frames(av, plan, k):
+                    out.mux(vout.encode(_upscaled(av, upscaler, frame, vout)))
+                    written += 1
+                    if progress is not None:
+                        progress(written)
+            except av.error.FFmpegError as e:
+                raise Refused(f"unreadable or truncated video near frame {start + written} ({e})") from None
+            out.mux(vout.encode(None))
+        if written != end - start:
+            raise Refused(
+                f"segment {k} decoded to {written} frames, not the {end - start} its packets hold "
+                "(a damaged or truncated video)"
+            )
+    return written
+
+
+def _video_packets(av, plan: VideoPlan) -> Iterator:
+    for k in range(plan.segments):
+        with av.open(str(plan.part(k))) as part:
+            for packet in part.demux(part.streams.video[0]):
+                if packet.size:
+                    yield packet
+
+
+def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
+    """Join the finished segments into ``plan.dst`` without re-encoding, the input's audio
+    and subtitles remuxed beside them; returns the frames written. Removes the segments."""
+    av = _av()
+    missing = [k for k in range(plan.segments) if not plan.done(k)]
+    if missing:
+        raise Refused(f"segments {missing[:5]} of {plan.segments} are not done; run the same command again")
+    frames = 0
+    with _open(av, plan.src) as inp, av.open(str(plan.part(0))) as first:
+        vin = inp.streams.video[0]
+        copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
+        with atomic_path(plan.dst, replace=replace) as tmp:
+            fmt = _FORMATS.get(plan.dst.suffix.lower(), "mp4")
+            with av.open(str(tmp), "w", format=fmt) as out:
+                out.metadata.update(inp.metadata)
+                vout = out.add_stream_from_template(first.streams.video[0])
+                vout.time_base = vin.time_base
+                vout.metadata.update(vin.metadata)
+                remux = {}
+                for stream in copied:
+                    try:
+                        remux[stream.index] = out.add_stream_from_template(stream)
+                    except (ValueError, av.error.FFmpegError):
+                        if stream.type == "audio":  # audio must survive; subtitles may not fit the container
+                            name = stream.codec_context.name
+                            raise Refused(f"{fmt} cannot hold its {name} audio; use .mkv") from None
+                order = itertools.count()  # ties keep their order
+
+                def timed(packets, rank):
+                    for p in packets:
+                        t = p.dts if p.dts is not None else p.pts
+                        if t is None:
+                            continue
+                        yield (Fraction(t) * p.time_base, rank, next(order), p)
+
+                others = (p for p in inp.demux(*copied) if p.stream.index in remux) if copied else iter(())
+                last_dts = None
+                for _, _, _, packet in heapq.merge(timed(_video_packets(av, plan), 0), timed(others, 1)):
+                    if packet.stream.type == "video":
+                        if last_dts is not None and packet.dts is not None and packet.dts <= last_dts:
+                            packet.dts = last_dts + 1  # segments meet: keep the decode times increasing
+                        last_dts = packet.dts
+                        packet.stream = vout
+                        frames += 1
+                    else:
+                        packet.stream = remux[packet.stream.index]
+                    out.mux(packet)
+    shutil.rmtree(plan.folder, ignore_errors=True)
+    return frames
+
+
 def upscale_video(
     upscaler,
     src: Path,
@@ -54,68 +363,32 @@ def upscale_video(
     codec: str = "libx264",
     crf: int = 18,
     replace: bool = False,
+    segment_frames: int = SEGMENT_FRAMES,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Upscale ``src`` into ``dst`` (see the module docstring); returns the frames written."""
-    av = _av()
+    """Upscale ``src`` into ``dst`` in one process (module docstring): the segments a killed
+    run left are kept, the others made, then joined. Returns the frames written."""
+    plan = plan_video(upscaler, src, dst, codec=codec, crf=crf, segment_frames=segment_frames)
+    run_segments(upscaler, plan, range(plan.segments), progress=progress)
+    return join_segments(plan, replace=replace)
+
+
+def run_segments(upscaler, plan: VideoPlan, which, progress: Callable[[int, int], None] | None = None) -> None:
+    """Make the segments ``which`` of ``plan`` that are not done yet."""
+    # A killed run's half-written segment (a ``.part`` file) stays until the join removes the
+    # folder: under torchrun a live rank on another machine may own one (its PID means nothing here).
+    done = sum(plan.span(k)[1] - plan.span(k)[0] for k in range(plan.segments) if plan.done(k))
     try:
-        av.codec.Codec(codec, "w")
-    except Exception:  # noqa: BLE001 - UnknownCodecError and friends
-        raise Refused(f"FFmpeg here has no {codec!r} encoder", remedy="video_codec") from None
-    try:
-        inp = av.open(str(src))
-    except av.error.FFmpegError as e:
-        raise Refused(f"not a readable video ({e})") from None
-    with inp:
-        if not inp.streams.video:
-            raise Refused("no video stream (audio only?); nothing to upscale")
-        vin = inp.streams.video[0]
-        if vin.codec_context.codec is None:
-            raise Refused("its video codec is not one FFmpeg here can decode")
-        copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
-        total = vin.frames or 0
-        written = 0
-        with atomic_path(dst, replace=replace) as tmp:
-            fmt = {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi"}.get(dst.suffix.lower(), "mp4")
-            with av.open(str(tmp), "w", format=fmt) as out:
-                out.metadata.update(inp.metadata)
-                vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate)
-                vout.time_base = vin.time_base
-                vout.metadata.update(vin.metadata)
-                s = upscaler.outscale or upscaler.scale
-                w, h = vin.codec_context.width, vin.codec_context.height
-                vout.width, vout.height = max(2, round(w * s)) // 2 * 2, max(2, round(h * s)) // 2 * 2
-                vout.pix_fmt = LOSSLESS.get(codec, "yuv420p")
-                if codec == "libx264":  # one encoder thread: the same bytes on every run (frame threads varied)
-                    vout.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
-                remux = {}
-                for stream in copied:
-                    try:
-                        remux[stream.index] = out.add_stream_from_template(stream)
-                    except (ValueError, av.error.FFmpegError):
-                        if stream.type == "audio":  # audio must survive; subtitles may not fit the container
-                            raise Refused(
-                                f"{fmt} cannot hold its {stream.codec_context.name} audio; use .mkv"
-                            ) from None
-                try:
-                    for packet in inp.demux(vin, *copied):
-                        if packet.stream.index in remux:
-                            if packet.dts is None:
-                                continue
-                            packet.stream = remux[packet.stream.index]
-                            out.mux(packet)
-                            continue
-                        for frame in packet.decode():
-                            out.mux(vout.encode(_upscaled(av, upscaler, frame, vout)))
-                            written += 1
-                            if progress is not None:
-                                progress(written, max(total, written))
-                except av.error.FFmpegError as e:
-                    raise Refused(f"unreadable or truncated video after {written} frames ({e})") from None
-                out.mux(vout.encode(None))
-            if written == 0:
-                raise Refused("no frames to upscale (an empty video)")
-    return written
+        for k in which:
+            if plan.done(k):
+                continue
+            report = None if progress is None else lambda n, base=done: progress(base + n, plan.frames)
+            encode_segment(upscaler, plan, k, report)
+            done += plan.span(k)[1] - plan.span(k)[0]
+    except BaseException:
+        if plan.folder.is_dir() and not any(plan.folder.iterdir()):
+            plan.folder.rmdir()  # nothing finished to keep
+        raise
 
 
 def _upscaled(av, upscaler, frame, vout):
@@ -129,3 +402,10 @@ def _upscaled(av, upscaler, frame, vout):
         new = new.reformat(format=vout.pix_fmt)
     new.pts, new.time_base = frame.pts, frame.time_base
     return new
+
+
+def remove_other_segments(dst: Path, keep: str = "") -> None:
+    """Remove segment folders of ``dst`` made with other inputs or options (not ``keep``)."""
+    for folder in dst.parent.glob(f".{dst.name}.*.segments"):
+        if folder.is_dir() and not folder.name.endswith(f".{keep}.segments"):
+            shutil.rmtree(folder, ignore_errors=True)
