@@ -8,6 +8,11 @@ upscaled x2 and 320x180 upscaled x4 (both 720p out), bundled SeemoRe-T weights, 
 video path decodes, upscales and encodes (libx264, crf 18); the PNG path writes the frames as
 PNG files first (not timed), then runs ``upscale_files`` over the folder (decode, upscale,
 encode PNG). Frames per second = frames / wall seconds.
+
+Frame batching (``--batch N``, default 4): the engine on N frames at once, as one
+``(N, 3, H, W)`` tensor, against the same N frames one at a time (network only, no
+decoding or encoding; 3 interleaved rounds, each path's fastest): whether batching frames
+would pay on this machine.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--json")
+    p.add_argument("--batch", type=int, default=4)
     args = p.parse_args()
     from PIL import Image
 
@@ -73,11 +79,25 @@ def main() -> int:
             t = time.perf_counter()
             upscale_files(up, sorted(pngs.iterdir()), tmp / f"outpng{scale}", progress=False, log=lambda m: None)
             png_s = time.perf_counter() - t
+            x = torch.from_numpy(np.stack(frames[: args.batch])).permute(0, 3, 1, 2).float().div(255)
+            times = {"batched": [], "one at a time": []}
+            for _ in range(3):
+                t = time.perf_counter()
+                up.run(x)
+                times["batched"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                for i in range(len(x)):
+                    up.run(x[i : i + 1])
+                times["one at a time"].append(time.perf_counter() - t)
             rows[f"{w}x{h} x{scale}"] = {"video_fps": args.frames / video_s, "png_fps": args.frames / png_s,
-                                         "executor": up.engine.executor}  # fmt: skip
+                                         "executor": up.engine.executor,
+                                         "batched_fps": len(x) / min(times["batched"]),
+                                         "single_fps": len(x) / min(times["one at a time"])}  # fmt: skip
     print(f"# {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {args.frames} frames")
     for k, r in rows.items():
         print(f"{k:<14} video {r['video_fps']:.2f} fps   PNG files {r['png_fps']:.2f} fps   [{r['executor']}]")
+        print(f"{'':<14} network only: {args.batch} frames batched {r['batched_fps']:.2f} fps, "
+              f"one at a time {r['single_fps']:.2f} fps")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": cpu_description(), "rows": rows}, indent=1) + "\n")
     return 0

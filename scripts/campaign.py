@@ -189,11 +189,14 @@ def finish(
     gpu: float = 0.0,
     continues: str = "",
     keep: bool = False,
+    sets: list[str] = (),
 ) -> None:
-    """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it."""
+    """Evaluate a finished branch, ship it if it beats the package on Set5 and B100, record it
+    (with its border rim, scripts/border_rim.py)."""
     if any(e["run"] == run.name for e in ledger()):
         return
     result = evaluate(run, scale)
+    rim = border_rim(run / "latest.safetensors")
     old = shipped(scale)
     better = all(result[d]["psnr"] > old.get(d, {}).get("psnr", -1) for d in ("Set5", "B100"))
     if better:
@@ -202,7 +205,8 @@ def finish(
         shutil.copyfile(run / "eval.txt", RESULTS / f"bundled-x{scale}.txt")
     entry = dict(run=run.name, scale=scale, trunk_iter=trunk_iter, x2_iters=trunk_offset() + trunk_iter,
                  branch_iters=branch_iters, cpu_hours=round(hours, 3), gpu_minutes=round(gpu, 2), eval=result,
-                 shipped=better, **({"continues": continues} if continues else {}))  # fmt: skip
+                 shipped=better, rim=rim, **({"continues": continues} if continues else {}),
+                 **({"sets": list(sets)} if sets else {}))  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
     if run.parent == RUNS and not keep:  # recorded in the ledger: the run's folder is history (git), not state
@@ -212,6 +216,15 @@ def finish(
         + ", ".join(f"{d} {result[d]['psnr']:.3f}" for d in DATASETS)
         + (" -> shipped" if better else " -> not better than the shipped weights on Set5 and B100; kept in runs/")
     )
+
+
+def border_rim(weights: Path) -> dict:
+    """Flat colours' drift near the border and inside, in levels (scripts/border_rim.py)."""
+    out = weights.parent / "rim.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "border_rim.py"), "--weights", str(weights), "--json", str(out)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    row = next(iter(json.loads(out.read_text())["rows"].values()))
+    return {"border": row["border"], "interior": row["interior"]}
 
 
 def trunk_snapshots(t: int) -> None:
@@ -281,13 +294,21 @@ def branches() -> None:
 
 
 def extend(
-    scale: int, iters: int, lr: float, data: list[str] = (), tag: str = "", threads: int = 2, continues: str = ""
+    scale: int,
+    iters: int,
+    lr: float,
+    data: list[str] = (),
+    tag: str = "",
+    threads: int = 2,
+    continues: str = "",
+    extra: list[str] = (),
 ) -> None:
     """Continue the shipped x``scale`` weights for ``iters`` more iterations (warmup 50, then a
     linear decay to 0 from ``lr``): a CPU session's way to give x3 / x4 more training than
     their short fine-tunes had. Ships by the same rule; the ledger counts the iterations and
     hours of the run it continues plus its own. ``data``: the training folders (default: the
-    recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side."""
+    recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side;
+    ``extra``: more ``--set`` overrides (e.g. ``data.synthetic=0.1``), kept in the ledger."""
     shipped_runs = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"]
     base = next(e for e in shipped_runs if e["run"] == continues) if continues else shipped_runs[-1]
     total = base["branch_iters"] + iters
@@ -302,10 +323,11 @@ def extend(
                 f"train.val_every={iters}"]  # fmt: skip
         if data:
             sets.append(f"data.train=[{', '.join(data)}]")
+        sets += list(extra)
         if train_branch(run, sets, threads=threads).wait():
             sys.exit(f"x{scale} extension failed, see {run}/train.log")
     finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
-           continues=base["run"])  # fmt: skip
+           continues=base["run"], sets=list(extra))  # fmt: skip
 
 
 def _iteration(run: Path) -> int:
@@ -410,13 +432,14 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=[], help="extend: training folders (default: the recipe's)")
     p.add_argument("--tag", default="", help="extend: a suffix for the run's name (the arms of an A/B)")
     p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extend: another training override")
     p.add_argument("--continues", default="", help="extend: the ledger run it continues (default: the shipped one)")
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
     if args.command == "extend":
         if not args.scale:
             sys.exit("extend needs --scale")
-        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads, args.continues)
+        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads, args.continues, args.set)
         return
     if args.command == "adopt":
         if not args.folder:

@@ -379,3 +379,30 @@ def test_missing_data_folders_say_what_to_pass(tmp_path, data):
         assert caught.value.key == key and caught.value.suggest.startswith(f"{key}=")
         assert "--set" not in str(caught.value)  # the library names keys; the CLI names its flag
     assert not run.exists()
+
+
+def test_synthetic_patches_replace_a_fraction_and_leave_the_photographs_crops(tmp_path, data):
+    """data.synthetic (issue 24, the border rim): that fraction of a batch's patches are
+    flat colours and shapes, LR = the bicubic downscale of HR (flat stays flat, to the
+    edge); the other patches are the crops of a run without them."""
+    import numpy as np
+
+    from seemore_sr.data.imresize import imresize
+    from seemore_sr.data.paired import PairedImages
+    from seemore_sr.data.synthetic import synthetic_patch
+
+    plain = PairedImages([data / "train"], 2, 16, seed=3, cache=None)
+    mixed = PairedImages([data / "train"], 2, 16, seed=3, cache=None, synthetic=0.5)
+    lr0, hr0 = plain.batch(7, 32)
+    lr1, hr1 = mixed.batch(7, 32)
+    same = [bool(torch.equal(hr0[i], hr1[i])) for i in range(32)]
+    assert 6 <= same.count(False) <= 26  # about half replaced
+    assert all(torch.equal(lr0[i], lr1[i]) for i in range(32) if same[i])
+    for i in (i for i in range(32) if not same[i]):
+        hr = (hr1[i] * 255).round().byte().permute(1, 2, 0).numpy()
+        assert torch.equal(lr1[i], torch.from_numpy(imresize(hr, 0.5)).permute(2, 0, 1).float() / 255)
+    flat = [synthetic_patch(np.random.default_rng(k), 16, 3) for k in range(40)]
+    flat = [(lr, hr) for lr, hr in flat if len(np.unique(hr.reshape(-1, 3), axis=0)) == 1]
+    assert flat and all((lr == hr[0, 0]).all() for lr, hr in flat)  # one colour in HR: the same colour in LR
+    with pytest.raises(ConfigError, match="data.synthetic"):
+        load_config(None, ["data.synthetic=1.5"])

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .images import ImageError, list_images, read_image
 from .imresize import imresize
+from .synthetic import synthetic_patch
 
 __all__ = ["PairedImages", "DataError", "find_pairs", "load_pair"]
 
@@ -122,10 +123,12 @@ class PairedImages:
         *,
         cache: Path | None | str = "default",
         progress: bool = False,
+        synthetic: float = 0.0,
     ) -> None:
         from .._fs import cache_dir, release_free_memory
 
         self.scale, self.patch, self.seed = scale, patch_size, seed
+        self.synthetic = synthetic  # fraction of patches made by data.synthetic (flat colours, shapes)
         start = time.perf_counter()
         files = [p for f in folders for p in find_pairs(Path(f), scale)]
         cache = cache_dir() / "pairs" if cache == "default" else (Path(cache) if cache else None)
@@ -192,8 +195,17 @@ class PairedImages:
         ys, xs = rng.random(n_total), rng.random(n_total)
         aug = rng.integers(0, 8, n_total)
         p, s = self.patch, self.scale
+        # which patches are synthetic: a stream of its own, so the photographs' crops are
+        # those of a run without synthetic patches
+        syn = np.random.default_rng([self.seed, iteration, 1])
+        made = syn.random(n_total) < self.synthetic
         lrs, hrs = [], []
         for i in range(offset, n_total):
+            if made[i]:
+                lr, hr = synthetic_patch(np.random.default_rng([self.seed, iteration, 2, i]), p, s)
+                lrs.append(lr)
+                hrs.append(hr)
+                continue
             pair = self.pairs[idx[i]]
             h, w = pair.lr.shape[:2]
             y, x = int(ys[i] * (h - p + 1)), int(xs[i] * (w - p + 1))

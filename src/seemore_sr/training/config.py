@@ -44,6 +44,7 @@ class DataSection:
     val: str | None = "../shared/data/benchmark/Set5"  # validation set (HR/ + optional LR_bicubic/)
     patch_size: int = 64  # LR patch side
     skip_small: bool = False  # skip (not fail on) images smaller than the patch
+    synthetic: float = 0.0  # fraction of patches replaced by flat colours and shapes (data/synthetic.py)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.milestones: fractions in (0, 1], got {t.milestones}")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas: two values, got {t.betas}")
+    if not 0 <= cfg.data.synthetic < 1:
+        raise ConfigError(f"data.synthetic: a fraction from 0 to below 1, got {cfg.data.synthetic}")
     if cfg.data.patch_size < 4**2:
         raise ConfigError(f"data.patch_size: at least 16 (the network's minimum), got {cfg.data.patch_size}")
     if not 0 <= t.ema_decay < 1:

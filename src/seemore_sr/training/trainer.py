@@ -310,7 +310,13 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
     model = SeemoRe(mcfg)
     skipped = _init_from(model, cfg.model.init_from) if cfg.model.init_from else []
     data = PairedImages(
-        cfg.data.train, mcfg.scale, cfg.data.patch_size, t.seed, cfg.data.skip_small, progress=progress and rank == 0
+        cfg.data.train,
+        mcfg.scale,
+        cfg.data.patch_size,
+        t.seed,
+        cfg.data.skip_small,
+        progress=progress and rank == 0,
+        synthetic=cfg.data.synthetic,
     )
     val = _val_set(cfg.data.val, mcfg.scale) if cfg.data.val else []
     model.to(device)
