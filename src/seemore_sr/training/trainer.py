@@ -318,6 +318,15 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
         progress=progress and rank == 0,
         synthetic=cfg.data.synthetic,
     )
+    if t.teacher:
+        from .teacher import TeacherError, load_teacher, teacher_outputs
+
+        try:
+            teacher = load_teacher(t.teacher, mcfg.scale)
+        except TeacherError as e:
+            raise TrainingError(str(e)) from None
+        data.teach = teacher_outputs(teacher, [pair.lr for pair in data.pairs], mcfg.scale, progress=progress)
+        del teacher
     val = _val_set(cfg.data.val, mcfg.scale) if cfg.data.val else []
     model.to(device)
     if t.channels_last:
@@ -519,8 +528,9 @@ def _announce(s: _Setup, p: _Progress, source: Path | None) -> None:
 def _step(s: _Setup, it: int, autocast) -> float:
     """One optimizer step on this rank's slice of global batch ``it``; the loss."""
     t = s.cfg.train
-    low, hr = s.data.batch(it, s.per_rank, offset=s.rank * s.per_rank)
+    low, hr, *teach = s.data.batch(it, s.per_rank, offset=s.rank * s.per_rank)
     low, hr = low.to(s.device, non_blocking=True), hr.to(s.device, non_blocking=True)
+    teach = teach[0].to(s.device, non_blocking=True) if teach else None
     if t.channels_last:
         low = low.contiguous(memory_format=torch.channels_last)
     s.opt.zero_grad(set_to_none=False)
@@ -533,7 +543,10 @@ def _step(s: _Setup, it: int, autocast) -> float:
         with sync:  # DDP: one all-reduce per step, after the last micro-batch
             with autocast:
                 sr = s.net(low[i : i + step])
-            loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight) * (min(step, n - i) / n)
+            loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight)
+            if teach is not None:  # distillation: L1 to the teacher's output too
+                loss = loss + t.teacher_weight * F.l1_loss(sr.float(), teach[i : i + step])
+            loss = loss * (min(step, n - i) / n)
             loss.backward()
         total += loss.item()
     for p in s.model.parameters():  # unrouted experts: zero gradient, as in the reference's dense path
