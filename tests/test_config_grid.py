@@ -150,3 +150,22 @@ def test_auto_executor_does_not_depend_on_threads(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     assert chosen[0] == chosen[1] and set(calibrate.candidates()) <= {"nhwc-fused", "nhwc-fused-ln", "nhwc"}
     assert torch.equal(outs[0], outs[1])
+
+
+def test_table_choice_without_measuring(monkeypatch):
+    """SEEMORE_CALIBRATE=0: the executor from the CPU's vendor and flags (the measured
+    winners of BENCHMARKS.md), one the CLI and optimize accept."""
+    from seemore_sr import create_model
+    from seemore_sr.inference import calibrate
+
+    monkeypatch.setenv("SEEMORE_CALIBRATE", "0")
+    monkeypatch.delenv("SEEMORE_EXECUTOR", raising=False)
+    seen = {}
+    for vendor, flags in (("GenuineIntel", "avx2 avx512f"), ("AuthenticAMD", "avx2 avx512f"), ("AuthenticAMD", "avx2")):
+        monkeypatch.setattr(calibrate, "_cpuinfo", lambda v=vendor, f=flags: {"vendor_id": v, "flags": f})
+        seen[(vendor, flags)] = calibrate.fastest_executor(create_model("seemore-tiny-x2"))
+    assert set(seen.values()) <= set(EXECUTORS)
+    if calibrate.DNN:
+        assert seen[("GenuineIntel", "avx2 avx512f")] == "nhwc-fused-ln"
+        assert seen[("AuthenticAMD", "avx2 avx512f")] == "nhwc-fused"
+    assert seen[("AuthenticAMD", "avx2")] == "nhwc"
