@@ -11,7 +11,8 @@ are read with ``weights_only=True``. Upscaling never needs it.
 The teacher never runs inside a training step: :func:`teacher_outputs` upscales each
 training image's LR once (overlapping tiles, so memory stays bounded) and keeps the result
 as uint8 in ``<cache>/teacher/`` (keyed by the LR's bytes, the scale and the teacher),
-read back memory-mapped, so the arrays cost page cache, not the run's RSS.
+read back memory-mapped: file-backed pages the kernel can drop and read again under
+memory pressure, not the run's anonymous memory (they show in its RSS as ``RssFile``).
 
     python -m seemore_sr.training.teacher --scale 4 --data ../shared/data/train ../shared/data/train-more
 """
