@@ -176,9 +176,11 @@ def _fingerprint(upscaler, src: Path, options: dict) -> str:
     )
     model = getattr(engine, "model", None)
     if model is not None:
+        import torch
+
         for name, t in sorted(model.state_dict().items()):
             h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:12]
 
 
