@@ -100,7 +100,7 @@ class NHWCOps(Ops):
         """PyTorch's ``layer_norm`` kernel, or four vectorised passes (the kernel handles
         36-channel rows poorly on some CPUs, well on others: ``optimize`` measures which;
         BENCHMARKS.md); the same formula, max difference ~1e-6. The kernel gets an identity
-        affine where there is none: its path without one was 1.5x slower (Xeon, model 167)."""
+        affine where there is none: its path without one was slower (Xeon, model 167)."""
         if self.torch_norm or not self._dnn(x):
             c = x.shape[-1]
             if w is None:
