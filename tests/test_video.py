@@ -12,13 +12,15 @@ from seemore_sr.cli import main
 av = pytest.importorskip("av")  # the [video] extra, installed by .ci/run
 
 
-def make_clip(path: Path, pts=range(12), size=(32, 24), codec="libx264", audio=True, rate=10, gop=None):
+def make_clip(path: Path, pts=range(12), size=(32, 24), codec="libx264", audio=True, rate=10, gop=None, rotation=0):
     """A small clip of random frames at the given time stamps (1 / rate each), with a sine
     audio track: what the tests upscale. ``gop``: a keyframe every ``gop`` frames."""
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as c:
         v = c.add_stream(codec, rate=rate)
         v.width, v.height = size
+        if rotation:
+            v.set_display_rotation(rotation)
         if gop:
             v.gop_size = gop
             if codec == "libx264":
@@ -57,7 +59,7 @@ def audio_packets(path: Path):
 
 
 def test_video_keeps_frames_time_and_audio(tmp_path, small_model):
-    src = make_clip(tmp_path / "clip.mp4")
+    src = make_clip(tmp_path / "clip.mp4", rotation=90)  # filmed upright on a phone
     out = tmp_path / "out"
     assert main(["upscale", str(src), "-o", str(out), "--model", str(small_model)]) == 0
     dst = out / "clip.mp4"
@@ -68,6 +70,8 @@ def test_video_keeps_frames_time_and_audio(tmp_path, small_model):
         assert vb.average_rate == va.average_rate and abs((b.duration or 0) - (a.duration or 0)) <= 0.05e6
     assert [p for p, _ in frames(dst)] == [p for p, _ in frames(src)] and len(frames(dst)) == 12
     assert audio_packets(dst) == audio_packets(src) != []  # remuxed, not re-encoded
+    with av.open(str(dst)) as b:
+        assert next(b.decode(video=0)).rotation == 90  # the display matrix kept
 
 
 def test_lossless_video_equals_frames_upscaled_as_images(tmp_path, small_model):

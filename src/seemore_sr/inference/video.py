@@ -8,7 +8,8 @@ does not grow with the length. What a video person expects is kept:
   stream's time base, frame rate and so the duration;
 - the audio streams, copied packet by packet without re-encoding (remuxed), and the
   subtitle streams where the output container takes them;
-- the container's and the video stream's metadata (title, rotation tag, language).
+- the container's and the video stream's metadata (title, language) and its display
+  rotation (the display matrix a phone writes).
 
 Encoding: H.264 (``libx264``, yuv420p, ``crf`` 18 by default: visually lossless) or any
 encoder FFmpeg has (``codec``); ``ffv1`` in MKV is lossless (RGB, ``bgr0``).
@@ -230,11 +231,24 @@ def plan_video(
             "rate": vin.average_rate or vin.guessed_rate,
             "width": max(2, round(w * s)) // 2 * 2,
             "height": max(2, round(h * s)) // 2 * 2,
+            "rotation": _rotation(av, src),
         }
     options = {"codec": codec, "crf": crf, "segment_frames": segment_frames}
     plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info)
     plan.key = _fingerprint(upscaler, src, options)
     return plan
+
+
+def _rotation(av, src: Path) -> int:
+    """The display rotation (degrees, counter-clockwise) of the first frame: the stream's
+    display matrix, which FFmpeg keeps as side data, not as a metadata tag."""
+    try:
+        with av.open(str(src)) as inp:
+            for frame in inp.decode(video=0):
+                return int(getattr(frame, "rotation", 0) or 0)
+    except av.error.FFmpegError:
+        pass  # a damaged file fails when its frames are decoded, with the frame it fails at
+    return 0
 
 
 def _segment_frames(av, plan: VideoPlan, k: int) -> Iterator:
@@ -324,6 +338,8 @@ def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
                 vout = out.add_stream_from_template(first.streams.video[0])
                 vout.time_base = vin.time_base
                 vout.metadata.update(vin.metadata)
+                if plan.info.get("rotation"):  # the display matrix: the players' rotation
+                    vout.set_display_rotation(plan.info["rotation"])
                 remux = {}
                 for stream in copied:
                     try:
