@@ -21,7 +21,7 @@ from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES, regular_file
 from ..errors import OptionError, Refused
 from .upscaler import Upscaler
-from .video import VIDEO_SUFFIXES, is_video, join_segments, plan_video, remove_other_segments, run_segments
+from .video import VIDEO_SUFFIXES, is_video, join_segments, plan_video, run_segments, upscale_video
 
 __all__ = [
     "collect_inputs",
@@ -341,24 +341,13 @@ def upscale_files(
             out_fmt = "" if video else output_format(src, fmt)[1]
             sub = subdirs.get(src, Path())
             dst = video_dst(src) if video else output_path(src, outdir, suffix, fmt, sub)
-            if dst.resolve() in inputs:
-                raise Refused(
-                    f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
-                )
-            if dst.exists():
-                if existing == "skip":
-                    summary.skipped.append(src)
-                    continue
-                if existing != "overwrite":
-                    raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
-            why = regular_file(src)  # before any open: a FIFO would block forever
-            if why:
-                raise Refused(why)
+            if not _output_free(src, dst, inputs, existing):
+                summary.skipped.append(src)
+                continue
             if video:
-                plan = plan_video(upscaler, src, dst, **video_options)
-                with _frames_bar(bar, plan.frames) as report:
-                    run_segments(upscaler, plan, range(plan.segments), progress=report)
-                summary.done.append(_join(plan, existing == "overwrite"))
+                with _frames_bar(bar) as report, _not_written_meanwhile(dst):
+                    upscale_video(upscaler, src, dst, replace=existing == "overwrite", progress=report, **video_options)
+                summary.done.append(dst)
                 continue
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
@@ -395,17 +384,44 @@ def upscale_files(
     return summary
 
 
+def _output_free(src: Path, dst: Path, inputs: set[Path], existing: str) -> bool:
+    """Whether ``src`` may be written to ``dst`` (False: skip it, as ``existing`` says);
+    refused when it would overwrite an input or an existing output, or is not a regular
+    file (checked before any open: a FIFO would block forever)."""
+    if dst.resolve() in inputs:
+        raise Refused(f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir")
+    if dst.exists():
+        if existing == "skip":
+            return False
+        if existing != "overwrite":
+            raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
+    why = regular_file(src)
+    if why:
+        raise Refused(why)
+    return True
+
+
 @contextmanager
-def _frames_bar(bar, total: int):
+def _not_written_meanwhile(dst: Path):
+    """A video's output that another run moved into place first: left as it is."""
+    try:
+        yield
+    except FileExistsError:
+        raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
+
+
+@contextmanager
+def _frames_bar(bar):
     """A progress bar in frames (with its ETA) under the files' bar, while a video runs."""
     if bar is None:
         yield None
         return
     from tqdm import tqdm
 
-    frames = tqdm(total=total, unit="frame", leave=False, dynamic_ncols=True)
+    frames = tqdm(unit="frame", leave=False, dynamic_ncols=True)
 
-    def report(done: int, _total: int) -> None:
+    def report(done: int, total: int) -> None:
+        frames.total = total
         frames.update(done - frames.n)
 
     try:
@@ -427,19 +443,9 @@ def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, su
             continue
         try:
             dst = video_dst(src)
-            if dst.resolve() in inputs:
-                raise Refused(
-                    f"output {dst} would overwrite an input; choose another output folder or a suffix", "outdir"
-                )
-            if dst.exists():
-                if existing == "skip":
-                    work.append(("skip", src, None))
-                    continue
-                if existing != "overwrite":
-                    raise Refused(f"output {dst} exists; overwrite or skip existing outputs", remedy="existing")
-            why = regular_file(src)
-            if why:
-                raise Refused(why)
+            if not _output_free(src, dst, inputs, existing):
+                work.append(("skip", src, None))
+                continue
             plan = plan_video(upscaler, src, dst, **video_options)
         except (ValueError, OSError) as e:
             work.append(("fail", src, e))
@@ -447,15 +453,6 @@ def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, su
         work += [("segment", src, (plan, k)) for k in range(plan.segments)]
         summary.joins.append((plan, existing == "overwrite"))
     return work
-
-
-def _join(plan, replace: bool) -> Path:
-    try:
-        join_segments(plan, replace=replace)
-    except FileExistsError:
-        raise ValueError(f"output {plan.dst} was written by another run meanwhile; left as it is") from None
-    remove_other_segments(plan.dst, keep=plan.key)
-    return plan.dst
 
 
 def join_videos(summary: Summary, log=print) -> None:
@@ -466,7 +463,9 @@ def join_videos(summary: Summary, log=print) -> None:
         if str(plan.src) in failed:
             continue
         try:
-            summary.done.append(_join(plan, replace))
+            with _not_written_meanwhile(plan.dst):
+                join_segments(plan, replace=replace)
+            summary.done.append(plan.dst)
         except (ValueError, OSError) as e:
             summary.failed.append((str(plan.src), str(e)))
             log(f"failed: {shown(plan.src)}: {shown(e)}")

@@ -96,6 +96,9 @@ class VideoPlan:
     pts: list[int] | None
     key: str = ""  # names the input, the weights and the options (the segments' folder)
     info: dict = field(default_factory=dict)  # time base, rate, size of the video stream
+    # the segments' container: MOV keeps the stream's time base and negative decode times
+    # (B-frames) as they are; Matroska for codecs MOV does not take
+    container: str = "mov"
 
     @property
     def segments(self) -> int:
@@ -108,12 +111,6 @@ class VideoPlan:
     @property
     def folder(self) -> Path:
         return self.dst.parent / f".{self.dst.name}.{self.key}.segments"
-
-    @property
-    def container(self) -> str:
-        """The segments' container: MOV keeps the stream's time base and negative decode
-        times (B-frames) as they are; Matroska for codecs MOV does not take."""
-        return "mov" if _takes(_av(), "mov", self.codec) else "matroska"
 
     def part(self, k: int) -> Path:
         return self.folder / f"{k:05d}.{'mov' if self.container == 'mov' else 'mkv'}"
@@ -234,7 +231,8 @@ def plan_video(
             "rotation": _rotation(av, src),
         }
     options = {"codec": codec, "crf": crf, "segment_frames": segment_frames}
-    plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info)
+    container = "mov" if _takes(av, "mov", codec) else "matroska"
+    plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info, container=container)
     plan.key = _fingerprint(upscaler, src, options)
     return plan
 
@@ -322,7 +320,8 @@ def _video_packets(av, plan: VideoPlan) -> Iterator:
 
 def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
     """Join the finished segments into ``plan.dst`` without re-encoding, the input's audio
-    and subtitles remuxed beside them; returns the frames written. Removes the segments."""
+    and subtitles remuxed beside them; returns the frames written. Removes the segments,
+    and those that other inputs or options left for the same output."""
     av = _av()
     missing = [k for k in range(plan.segments) if not plan.done(k)]
     if missing:
@@ -369,7 +368,8 @@ def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
                     else:
                         packet.stream = remux[packet.stream.index]
                     out.mux(packet)
-    shutil.rmtree(plan.folder, ignore_errors=True)
+    for folder in plan.dst.parent.glob(f".{plan.dst.name}.*.segments"):  # its own, and other options'
+        shutil.rmtree(folder, ignore_errors=True)
     return frames
 
 
@@ -420,10 +420,3 @@ def _upscaled(av, upscaler, frame, vout):
         new = new.reformat(format=vout.pix_fmt)
     new.pts, new.time_base = frame.pts, frame.time_base
     return new
-
-
-def remove_other_segments(dst: Path, keep: str = "") -> None:
-    """Remove segment folders of ``dst`` made with other inputs or options (not ``keep``)."""
-    for folder in dst.parent.glob(f".{dst.name}.*.segments"):
-        if folder.is_dir() and not folder.name.endswith(f".{keep}.segments"):
-            shutil.rmtree(folder, ignore_errors=True)
