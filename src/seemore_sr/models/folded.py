@@ -29,6 +29,8 @@ its two whole-image operations (the router's mean, ``calibrate``'s pooling).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -353,11 +355,11 @@ class FoldedSeemoRe(nn.Module):
         # the tail's ``/ img_range + mean`` folded into the upsampling conv (pixel shuffle
         # sends its output channel o to image channel o // scale**2): two passes over the
         # HR image fewer
-        up = net.upsampler[0]
-        self.up = nn.Conv2d(up.in_channels, up.out_channels, up.kernel_size, padding=up.padding)
-        self.up.weight.data = up.weight.detach() / cfg.img_range
+        self.up = copy.deepcopy(net.upsampler[0])  # its own weights: the reference's stay as they are
         shift = net.mean.detach().flatten().repeat_interleave(cfg.scale**2)
-        self.up.bias.data = up.bias.detach() / cfg.img_range + shift
+        with torch.no_grad():
+            self.up.weight.div_(cfg.img_range)
+            self.up.bias.div_(cfg.img_range).add_(shift)
         self.register_buffer("norm_w", net.norm.weight.detach().clone())
         self.register_buffer("norm_b", net.norm.bias.detach().clone())
         self.eps = net.norm.eps
