@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+TEACHERS = ("dat-light",)  # train.teacher's choices (training/teacher.py)
+
 __all__ = ["ConfigError", "ModelSection", "DataSection", "TrainSection", "TrainConfig", "load_config", "RECIPES"]
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -171,8 +173,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.warmup + train.decay ({t.warmup} + {t.decay}) exceed train.iterations")
     if t.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision: must be fp32 or bf16, got {t.precision!r}")
-    if t.teacher not in ("", "dat-light"):
-        raise ConfigError(f"train.teacher: empty or dat-light, got {t.teacher!r}")
+    if t.teacher and t.teacher not in TEACHERS:
+        raise ConfigError(f"train.teacher: empty or {' / '.join(TEACHERS)}, got {t.teacher!r}")
     if not all(0 < m <= 1 for m in t.milestones):
         raise ConfigError(f"train.milestones: fractions in (0, 1], got {t.milestones}")
     if len(t.betas) != 2:

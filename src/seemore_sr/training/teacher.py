@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from .._fs import atomic_path, cache_dir
+from .config import TEACHERS
 
 __all__ = ["TEACHERS", "load_teacher", "teacher_outputs", "TeacherError"]
 
-TEACHERS = ("dat-light",)
 TILE, OVERLAP = 256, 24  # LR pixels (DAT's channel attention sees the whole input: big tiles)
 
 
