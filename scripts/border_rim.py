@@ -1,13 +1,15 @@
 """The border rim (issue 24, part 5): how far flat colours drift near the image border.
 
-    python scripts/border_rim.py [--weights DIR_OR_FILES...] [--size 48] [--band 12] [--json F]
+    python scripts/border_rim.py [--weights FILES...] [--mirror 0 4] [--size 48] [--band 12] [--json F]
 
 A flat LR image of one colour is upscaled by the bundled weights (or the given files) at
 each scale; a perfect upscaler returns the same flat colour. Reported per scale, as the
 worst over the colours, in 8-bit levels: ``border`` = the largest |output - colour| within
 ``band`` output pixels of the edge, ``interior`` = the largest further in. The colours:
 six saturated (the primaries and secondaries), four neutrals (black, white, two greys)
-and two mid-saturation tones; fp32, the CPU's ``optimize`` path, no tiling.
+and two mid-saturation tones; fp32, the CPU's ``optimize`` path, no tiling. Each weight
+file is measured with each ``--mirror`` (input pixels mirrored around the image before
+the network runs; 0 = the network on the image alone; default: 0 and ``--mirror 4``).
 
 Target (issue 24): border <= 16 and interior <= 4 levels at every scale.
 """
@@ -58,6 +60,15 @@ def main() -> int:
     p.add_argument("--size", type=int, default=48, help="LR side in pixels (default 48)")
     p.add_argument("--band", type=int, default=12, help="border band in output pixels (default 12)")
     p.add_argument("--json", help="write the figures here")
+    from seemore_sr.inference import MIRROR_GRAPHICS
+
+    p.add_argument(
+        "--mirror",
+        type=int,
+        nargs="+",
+        default=[0, MIRROR_GRAPHICS],
+        help=f"pixels mirrored (default 0 and {MIRROR_GRAPHICS})",
+    )
     args = p.parse_args()
     from seemore_sr import Upscaler
     from seemore_sr.bench import cpu_description
@@ -65,19 +76,22 @@ def main() -> int:
     models = args.weights or [f"seemore-tiny-x{s}" for s in (2, 3, 4)]
     rows = {}
     for m in models:
-        up = Upscaler(m, device="cpu", tile=0, progress=False)
-        per = rim(up, args.size, args.band)
-        rows[str(m)] = {
-            "scale": up.scale,
-            "border": max(b for b, _ in per.values()),
-            "interior": max(i for _, i in per.values()),
-            "colours": per,
-        }
+        for mirror in args.mirror:
+            up = Upscaler(m, device="cpu", tile=0, progress=False, mirror=mirror)
+            per = rim(up, args.size, args.band)
+            rows[f"{m} mirror {mirror}"] = {
+                "weights": str(m),
+                "mirror": mirror,
+                "scale": up.scale,
+                "border": max(b for b, _ in per.values()),
+                "interior": max(i for _, i in per.values()),
+                "colours": per,
+            }
     print(f"# {cpu_description()}; flat {args.size}x{args.size} LR, band {args.band} output px; levels (0..255)")
-    print(f"{'weights':<28} {'border':>6} {'interior':>8}   worst border colour")
-    for m, r in rows.items():
+    print(f"{'weights':<28} {'mirror':>6} {'border':>6} {'interior':>8}   worst border colour")
+    for r in rows.values():
         worst = max(r["colours"], key=lambda c: r["colours"][c][0])
-        print(f"{Path(m).name:<28} {r['border']:>6} {r['interior']:>8}   {worst}")
+        print(f"{Path(r['weights']).name:<28} {r['mirror']:>6} {r['border']:>6} {r['interior']:>8}   {worst}")
     if args.json:
         Path(args.json).write_text(json.dumps({"size": args.size, "band": args.band, "rows": rows}, indent=1) + "\n")
     return 0

@@ -219,9 +219,11 @@ def finish(
 
 
 def border_rim(weights: Path) -> dict:
-    """Flat colours' drift near the border and inside, in levels (scripts/border_rim.py)."""
+    """Flat colours' drift near the border and inside, in levels (scripts/border_rim.py): the
+    network's own, on the image alone (``--mirror 0``), what training changes."""
     out = weights.parent / "rim.json"
-    cmd = [sys.executable, str(ROOT / "scripts" / "border_rim.py"), "--weights", str(weights), "--json", str(out)]
+    cmd = [sys.executable, str(ROOT / "scripts" / "border_rim.py"), "--weights", str(weights), "--mirror", "0"]
+    cmd += ["--json", str(out)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     row = next(iter(json.loads(out.read_text())["rows"].values()))
     return {"border": row["border"], "interior": row["interior"]}

@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = model.config
         variant = variant_of(cfg.num_layers, cfg.embedding_dim)
         tile: int | str = "auto" if args.tile is None else args.tile
-        method = Upscaler(model, device=args.device, tile=tile)
+        method = Upscaler(model, device=args.device, tile=tile, mirror=args.mirror)
     results = evaluate(
         method,
         args.data,
@@ -212,6 +212,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         executor=args.executor,
         progress=not args.no_progress,
         force_precision=args.force_precision,
+        mirror=args.mirror,
     )
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
@@ -445,6 +446,8 @@ def _usable_cores() -> int:
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
+    from .inference import MIRROR, MIRROR_GRAPHICS  # torch-free
+
     try:
         __version__ = version("seemore-sr")
     except PackageNotFoundError:
@@ -516,6 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
     q.add_argument(
+        "--mirror",
+        type=int,
+        default=MIRROR,
+        metavar="PX",
+        help=f"input pixels mirrored around the image while it runs: {MIRROR_GRAPHICS} removes the coloured frame "
+        f"flat graphics (logos, screenshots) get at the border, at a 0.01-0.05 dB cost on photographs; "
+        f"0 = the network on the image alone, as the authors' code runs it (default {MIRROR})",
+    )
+    q.add_argument(
         "--backend",
         choices=["torch", "onnxruntime"],
         default="torch",
@@ -558,6 +570,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--csv", metavar="PATH", help="write one CSV row per dataset (PSNR, SSIM, images)")
     q.add_argument("--compare-paper", action="store_true", help="show the paper's numbers side by side")
     q.add_argument("--save-images", metavar="DIR", help="save the SR outputs here")
+    q.add_argument(
+        "--mirror",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="input pixels mirrored around each image while it runs, as upscale --mirror (default 0: the network "
+        "on the image alone, the literature's protocol)",
+    )
     q.add_argument("--tile", type=int, help="tile side (default: auto, only when memory requires)")
     q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")

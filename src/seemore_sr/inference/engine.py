@@ -20,9 +20,10 @@ from torch import Tensor, nn
 
 from ..errors import DeviceError, OptionError, PrecisionFallback, Refused
 from ..models.seemore import SeemoRe
+from . import MIRROR
 from .tiling import available_bytes, tile_count, tile_steps, tiled_forward
 
-__all__ = ["Engine", "resolve_device", "DTYPES", "DEFAULT_MODEL"]
+__all__ = ["Engine", "resolve_device", "DTYPES", "DEFAULT_MODEL", "MIRROR", "mirror_pad"]
 
 DEFAULT_MODEL = "seemore-tiny-x4"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -77,6 +78,15 @@ def _bf16_fallback() -> PrecisionFallback | None:
     return fallback
 
 
+def mirror_pad(x: Tensor, p: int) -> Tensor:
+    """``x`` with ``p`` pixels of itself mirrored around it (edge pixels repeated where a
+    side is too short to mirror)."""
+    if not p:
+        return x
+    mode = "reflect" if min(x.shape[-2:]) > p else "replicate"
+    return torch.nn.functional.pad(x, (p, p, p, p), mode=mode)
+
+
 class _NonFinite(Exception):
     """A reduced-precision output held inf / NaN."""
 
@@ -89,7 +99,10 @@ class Engine:
     the folded network ("auto" measures on CPUs; :func:`~.fast.optimize`). ``precision``
     ``"bf16"`` on a CPU without native bf16 warns once (:class:`PrecisionFallback`) and
     runs fp32 unless ``force_precision``; ``"fp16"`` is for GPUs, and an image whose fp16
-    output holds inf / NaN runs again in fp32.
+    output holds inf / NaN runs again in fp32. ``mirror``: pixels of the image mirrored
+    around it before the network runs and cropped after: 4 removes the coloured frame flat
+    graphics get at the border (:mod:`seemore_sr.inference`); 0 (the default): the network's
+    output on the image alone, as the authors' code gives it.
     """
 
     def __init__(
@@ -101,9 +114,13 @@ class Engine:
         backend: str = "torch",
         executor: str = "auto",
         force_precision: bool = False,
+        mirror: int = MIRROR,
     ) -> None:
         from ..models.hub import load_model
 
+        if not isinstance(mirror, int) or isinstance(mirror, bool) or not 0 <= mirror <= 64:
+            raise OptionError("mirror", mirror, "must be an integer from 0 to 64 (pixels)")
+        self.mirror = mirror
         if precision not in DTYPES:
             raise OptionError("precision", precision, f"must be one of {sorted(DTYPES)}")
         self.device = resolve_device(device)
@@ -155,6 +172,7 @@ class Engine:
             return 0
         if tile != "auto":
             return int(tile)
+        h, w = h + 2 * self.mirror, w + 2 * self.mirror
         f = self.config.min_size
         pixels = max(h, f) * max(w, f)  # what the network computes on: thin images are padded
         if self.device.type == "cpu":
@@ -173,11 +191,12 @@ class Engine:
         (plus the whole-image feature maps every tiled run keeps).
         """
         t = self.tile_for(h, w, tile)
+        h, w = h + 2 * self.mirror, w + 2 * self.mirror
         return t if t and tile_count(h, w, t, self.config.min_size) > 1 else 0
 
     def steps(self, h: int, w: int, tile: int) -> int:
         """How many progress steps a tiled run of an ``h x w`` input reports."""
-        return tile_steps(self.model, h, w, tile)
+        return tile_steps(self.model, h + 2 * self.mirror, w + 2 * self.mirror, tile)
 
     # ------------------------------------------------------------------ running
     def __call__(self, x: Tensor) -> Tensor:
@@ -193,15 +212,25 @@ class Engine:
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise OptionError("x", tuple(x.shape), f"expected (N, {self.config.in_chans}, H, W) for this network")
-        x = x.float()
-        t = self.tiled(*x.shape[-2:], tile)
+        h, w = x.shape[-2:]
+        t = self.tiled(h, w, tile)
         if sink is not None and not t:
             raise OptionError("sink", sink, "for tiled runs only")
+        x, p, s = x.float(), self.mirror, self.scale
+        if p:  # the mirrored frame is computed, then cropped: boxes and tiles in the image's own pixels
+            x = mirror_pad(x, p)
+            if sink is not None:
+                sink = _cropping(sink, p * s, h * s, w * s)
+        y = self._precise(x, t, progress, sink)
+        return y if y is None or not p else y[..., p * s : (p + h) * s, p * s : (p + w) * s].contiguous()
+
+    def _precise(self, x: Tensor, t: int, progress: Progress | None, sink) -> Tensor | None:
+        """The pass in the engine's precision (fp16 checked, and run again in fp32 on overflow)."""
         if self.dtype == torch.float16:  # fp16 only where it does not overflow: checked on every output
             try:
                 return self._run(x, t, torch.float16, progress, sink)
             except _NonFinite:
-                warnings.warn("fp16 overflowed on this image (inf/NaN in the output); ran it in fp32", stacklevel=2)
+                warnings.warn("fp16 overflowed on this image (inf/NaN in the output); ran it in fp32", stacklevel=3)
         elif self.dtype != torch.float32:
             return self._run(x, t, self.dtype, progress, sink)
         if self.device.type == "cuda":
@@ -228,7 +257,7 @@ class Engine:
             return _finite(y.float(), check).clamp_(0, 1).cpu()
         step = None
         if progress is not None:
-            total, done = self.steps(*x.shape[-2:], tile), 0
+            total, done = tile_steps(self.model, *x.shape[-2:], tile), 0  # x is mirrored already
             progress(0, total)
 
             def step() -> None:
@@ -245,6 +274,20 @@ class Engine:
         with autocast:  # x stays where it is; tiles go to the device one at a time
             y = tiled_forward(self.fast, x, tile, step, sink=sink)
         return None if y is None else _finite(y.float(), check).clamp_(0, 1).cpu()
+
+
+def _cropping(sink, off: int, h: int, w: int):
+    """``sink`` for output tiles of the mirrored image: each tile's part inside the image,
+    its box in the image's own pixels (``off`` = the frame's width, ``h x w`` the image's)."""
+
+    def crop(box, t: Tensor) -> None:
+        y0, y1 = max(box[0], off), min(box[1], off + h)
+        x0, x1 = max(box[2], off), min(box[3], off + w)
+        if y0 < y1 and x0 < x1:
+            part = t[..., y0 - box[0] : y1 - box[0], x0 - box[2] : x1 - box[2]]
+            sink((y0 - off, y1 - off, x0 - off, x1 - off), part)
+
+    return crop
 
 
 def _finite(y: Tensor, check: bool) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..data.imresize import imresize
 from ..errors import OptionError
-from .engine import DEFAULT_MODEL, Engine, resolve_device
+from .engine import DEFAULT_MODEL, MIRROR, Engine, resolve_device
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL", "Engine"]
 
@@ -41,7 +41,8 @@ class Upscaler:
 
     ``model``: an :class:`~.engine.Engine` to share, or what builds one: a registry name
     (bundled weights), a checkpoint path or a SeemoRe module, with ``device``,
-    ``precision``, ``backend``, ``executor`` and ``force_precision`` (see ``Engine``).
+    ``precision``, ``backend``, ``executor``, ``force_precision`` and ``mirror`` (the
+    pixels mirrored around the image against the border rim; see ``Engine``).
     ``tile``: ``"auto"`` (:meth:`Engine.tile_for`), ``0`` (never), or a tile side in input
     pixels; tiled output equals untiled output. ``outscale``: final scale relative to the
     input (e.g. 3.5); the network's output is resized to it with MATLAB-style bicubic
@@ -61,13 +62,14 @@ class Upscaler:
         executor: str = "auto",
         progress: bool | Callable[[int, int], None] = False,
         force_precision: bool = False,
+        mirror: int = MIRROR,
     ) -> None:
         if isinstance(model, Engine):
             self.engine = model
         else:
             self.engine = Engine(
                 model, device=device, precision=precision, backend=backend, executor=executor,
-                force_precision=force_precision,
+                force_precision=force_precision, mirror=mirror,
             )  # fmt: skip
         if tile != "auto" and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 0):
             raise OptionError("tile", tile, "must be 'auto', 0 or a positive integer")

@@ -169,6 +169,7 @@ def _fingerprint(upscaler, src: Path, options: dict) -> str:
                 str(getattr(upscaler, "tile", "")),
                 str(getattr(upscaler, "outscale", "")),
                 str(getattr(upscaler, "scale", "")),
+                str(getattr(engine, "mirror", "")),
             ]
         ).encode()
     )

@@ -1,0 +1,88 @@
+"""``mirror``: pixels mirrored around the image against the border rim (issue 24, part 5)."""
+
+import numpy as np
+import pytest
+import torch
+
+from seemore_sr import load_model
+from seemore_sr.cli import main
+from seemore_sr.errors import OptionError
+from seemore_sr.inference.engine import Engine, mirror_pad
+from seemore_sr.inference.upscaler import Upscaler
+
+from .conftest import GOLDEN
+
+
+def _drift(up: Upscaler, rgb, side: int = 48, band: int = 12) -> tuple[int, int]:
+    """(border, interior) drift of a flat colour, in levels (as scripts/border_rim.py)."""
+    lr = np.empty((side, side, 3), np.uint8)
+    lr[:] = rgb
+    diff = np.abs(up(lr).astype(int) - np.array(rgb)).max(-1)
+    inner = diff[band:-band, band:-band].max()
+    diff[band:-band, band:-band] = 0
+    return int(diff.max()), int(inner)
+
+
+def test_mirror_removes_the_bundled_weights_rim():
+    magenta = (255, 0, 255)  # the shipped x2's worst colour at the border
+    plain = _drift(Upscaler("seemore-tiny-x2", device="cpu", tile=0), magenta)
+    mirrored = _drift(Upscaler("seemore-tiny-x2", device="cpu", tile=0, mirror=4), magenta)
+    assert plain[0] > 16  # the rim the option exists for (the network's zero padding)
+    assert mirrored[0] <= 4 and mirrored[1] <= 4
+
+
+def test_mirror_is_the_network_on_the_mirrored_image_cropped():
+    model = load_model(GOLDEN / "tiny_x4.safetensors")
+    x = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        want = model(mirror_pad(x, 4)).clamp(0, 1)[..., 16:-16, 16:-16]
+        plain = model(x).clamp(0, 1)
+    eng = Engine(model, device="cpu", mirror=4)
+    y = eng.run(x, tile=0)
+    assert y.shape == (1, 3, 37 * 4, 45 * 4)
+    assert (y - want).abs().max() <= 1e-5
+    assert (y - plain).abs().max() > 1e-3  # the frame changes the border: the test can tell
+    assert (Engine(model, device="cpu").run(x, tile=0) - plain).abs().max() <= 1e-5  # default: no mirror
+    tiled = eng.run(x, tile=16)  # tiles of the mirrored image, cropped: the same output
+    assert eng.tiled(37, 45, 16) and (tiled - y).abs().max() <= 1e-4
+    out = torch.full_like(y, -1.0)
+
+    def sink(box, t):
+        assert t.shape[-2:] == (box[1] - box[0], box[3] - box[2])
+        assert 0 <= box[0] < box[1] <= 37 * 4 and 0 <= box[2] < box[3] <= 45 * 4
+        out[..., box[0] : box[1], box[2] : box[3]] = t
+
+    assert eng.run(x, tile=16, sink=sink) is None
+    assert (out - y).abs().max() <= 1e-4  # every output pixel written, in the image's own coordinates
+    steps = []
+    eng.run(x, tile=16, progress=lambda d, n: steps.append((d, n)))
+    assert steps[-1][0] == steps[-1][1] == eng.steps(37, 45, 16)
+
+
+def test_mirror_on_images_thinner_than_the_frame(small_model):
+    up = Upscaler(small_model, device="cpu", tile=0, mirror=4)
+    for shape in [(1, 30, 3), (3, 2, 3), (20, 1)]:  # too thin to mirror: the edge is repeated
+        a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        y = up(a)
+        assert y.shape[:2] == (shape[0] * 2, shape[1] * 2) and y.dtype == np.uint8
+    flat = np.full((2, 40, 3), 200, np.uint8)
+    assert mirror_pad(torch.from_numpy(flat).permute(2, 0, 1)[None].float(), 4).shape[-2:] == (10, 48)
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 2.5, True, "4"])
+def test_mirror_rejects_bad_values(small_model, bad):
+    with pytest.raises(OptionError, match="mirror"):
+        Engine(small_model, device="cpu", mirror=bad)
+
+
+def test_cli_mirror(tmp_path, small_model, capsys):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.full((24, 24, 3), (255, 0, 255), np.uint8)).save(src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(small_model), "--mirror", "4"]) == 0
+    assert Image.open(tmp_path / "out" / "in.png").size == (48, 48)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o2"), "--model", str(small_model), "--mirror", "-2"]) != 0
+    err = capsys.readouterr().err
+    assert "mirror" in err and "Traceback" not in err
+    assert not (tmp_path / "o2" / "in.png").exists()
