@@ -86,3 +86,12 @@ def test_cli_mirror(tmp_path, small_model, capsys):
     err = capsys.readouterr().err
     assert "mirror" in err and "Traceback" not in err
     assert not (tmp_path / "o2" / "in.png").exists()
+
+
+def test_mirror_streamed_tiles_give_the_whole_image(small_model):
+    a = np.random.default_rng(1).integers(0, 256, (40, 53, 3), dtype=np.uint8)
+    whole = Upscaler(small_model, device="cpu", tile=0, mirror=4)(a)
+    tiled = Upscaler(small_model, device="cpu", tile=16, mirror=4)
+    assert tiled.tiled(40, 53)  # the uint8 path streams the tiles into the output array
+    assert np.abs(tiled(a).astype(int) - whole).max() <= 1
+    assert np.abs(Upscaler(small_model, device="cpu", tile=0)(a).astype(int) - whole).max() > 1
