@@ -6,6 +6,7 @@
     python benchmarks/bench_inference.py --blocked             # each path's repeats back to back
     python benchmarks/bench_inference.py --peers               # vs the authors' code, SAFMN, SPAN (spandrel)
     python benchmarks/bench_inference.py --peers --openvino    # + SPAN and ours in OpenVINO
+    python benchmarks/bench_inference.py --peers --compile     # + SPAN and ours through torch.compile (frozen)
 
 Paths: ``baseline`` (the plain eager module: NCHW, fp32, as the authors wrote it),
 ``channels_last`` (the same module in channels_last), ``optimize`` (``seemore_sr.optimize``
@@ -231,8 +232,17 @@ def peers(args) -> int:
         paths["ours, OpenVINO fp32"] = OpenVino(export_onnx(ours, os.path.join(folder, "ours.onnx")), 4, cfg.min_size)
         with torch.no_grad():
             diffs["SPAN, OpenVINO fp32"] = (paths["SPAN, OpenVINO fp32"](x) - span(x)).abs().max().item()
+    if args.compile:  # inductor with frozen weights (its CPU inference mode): C++ kernels fused around oneDNN's
+        frozen = {"freezing": True}
+        paths["SPAN, torch.compile (frozen)"] = torch.compile(span, options=frozen)
+        dense = ours.fold(make_ops("nchw-cl"), dense=True)  # a static graph: every expert, no data-dependent slice
+        paths["ours, torch.compile nchw-cl (frozen)"] = torch.compile(dense, options=frozen)
     with torch.no_grad():
         ref = authors(x)
+        if args.compile:
+            diffs["SPAN, torch.compile (frozen)"] = (
+                (paths["SPAN, torch.compile (frozen)"](x) - span(x)).abs().max().item()
+            )
         for k in paths:
             if k.startswith("ours"):
                 diffs[k] = (paths[k](x) - ref).abs().max().item()
@@ -266,7 +276,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument(
+        "--compile", action="store_true", help="also measure torch.compile (with --peers: SPAN's and ours, frozen)"
+    )
     p.add_argument("--memory", action="store_true", help="peak memory per path (CPU: RSS in subprocesses; CUDA)")
     p.add_argument("--no-onnx", action="store_true", help="leave out the graph runtimes")
     p.add_argument("--openvino", action="store_true", help="add OpenVINO rows (CPU; pip install openvino)")
