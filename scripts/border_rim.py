@@ -1,6 +1,6 @@
 """The border rim (issue 24, part 5): how far flat colours drift near the image border.
 
-    python scripts/border_rim.py [--weights FILES...] [--mirror 0 4] [--size 48] [--band 12] [--json F]
+    python scripts/border_rim.py [--weights FILES...] [--mirror 0 auto 4] [--size 48] [--band 12] [--json F]
 
 A flat LR image of one colour is upscaled by the bundled weights (or the given files) at
 each scale; a perfect upscaler returns the same flat colour. Reported per scale, as the
@@ -9,7 +9,8 @@ worst over the colours, in 8-bit levels: ``border`` = the largest |output - colo
 six saturated (the primaries and secondaries), four neutrals (black, white, two greys)
 and two mid-saturation tones; fp32, the CPU's ``optimize`` path, no tiling. Each weight
 file is measured with each ``--mirror`` (input pixels mirrored around the image before
-the network runs; 0 = the network on the image alone; default: 0 and ``--mirror 4``).
+the network runs: "auto" = 4 on the flat sides, the upscaler's default; 0 = the network
+on the image alone, what training changes; default: both).
 
 Target (issue 24): border <= 16 and interior <= 4 levels at every scale.
 """
@@ -60,14 +61,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=48, help="LR side in pixels (default 48)")
     p.add_argument("--band", type=int, default=12, help="border band in output pixels (default 12)")
     p.add_argument("--json", help="write the figures here")
-    from seemore_sr.inference import MIRROR_GRAPHICS
-
     p.add_argument(
-        "--mirror",
-        type=int,
-        nargs="+",
-        default=[0, MIRROR_GRAPHICS],
-        help=f"pixels mirrored (default 0 and {MIRROR_GRAPHICS})",
+        "--mirror", nargs="+", default=["0", "auto"], help="auto, or pixels mirrored on every side (default: 0 auto)"
     )
     args = p.parse_args()
     from seemore_sr import Upscaler
@@ -76,7 +71,7 @@ def main() -> int:
     models = args.weights or [f"seemore-tiny-x{s}" for s in (2, 3, 4)]
     rows = {}
     for m in models:
-        for mirror in args.mirror:
+        for mirror in (v if v == "auto" else int(v) for v in args.mirror):
             up = Upscaler(m, device="cpu", tile=0, progress=False, mirror=mirror)
             per = rim(up, args.size, args.band)
             rows[f"{m} mirror {mirror}"] = {

@@ -25,10 +25,36 @@ def _drift(up: Upscaler, rgb, side: int = 48, band: int = 12) -> tuple[int, int]
 
 def test_mirror_removes_the_bundled_weights_rim():
     magenta = (255, 0, 255)  # the shipped x2's worst colour at the border
-    plain = _drift(Upscaler("seemore-tiny-x2", device="cpu", tile=0), magenta)
-    mirrored = _drift(Upscaler("seemore-tiny-x2", device="cpu", tile=0, mirror=4), magenta)
+    plain = _drift(Upscaler("seemore-tiny-x2", device="cpu", tile=0, mirror=0), magenta)
     assert plain[0] > 16  # the rim the option exists for (the network's zero padding)
-    assert mirrored[0] <= 4 and mirrored[1] <= 4
+    for mirror in ("auto", 4):  # auto, the default: a flat image is flat on every side
+        up = Upscaler("seemore-tiny-x2", device="cpu", tile=0, mirror=mirror)
+        assert up.engine.mirror == mirror
+        border, interior = _drift(up, magenta)
+        assert border <= 4 and interior <= 4
+    assert Upscaler("seemore-tiny-x2", device="cpu").engine.mirror == "auto"
+
+
+def test_auto_mirrors_the_flat_sides_only():
+    model = load_model(GOLDEN / "tiny_x4.safetensors")
+    eng = Engine(model, device="cpu")  # mirror="auto"
+    x = torch.rand(1, 3, 40, 44)
+    assert eng.frame(x) == (0, 0, 0, 0)  # a textured image: the network as the authors' code runs it
+    with torch.no_grad():
+        plain = model(x).clamp(0, 1)
+    assert torch.equal(eng.run(x, tile=0), Engine(model, device="cpu", mirror=0).run(x, tile=0))
+    assert (eng.run(x, tile=0) - plain).abs().max() <= 1e-5
+    x[..., :, :6] = torch.tensor([0.9, 0.1, 0.8])[:, None, None]  # a flat band on the left
+    x[..., :, :6] += 0.004 * torch.rand(1, 3, 40, 6)  # within tolerance: noise of about a level
+    assert eng.frame(x) == (0, 0, 4, 0)
+    with torch.no_grad():
+        want = model(mirror_pad(x, (0, 0, 4, 0))).clamp(0, 1)[..., :, 16:]
+    assert (eng.run(x, tile=0) - want).abs().max() <= 1e-5
+    assert (eng.run(x, tile=16) - want).abs().max() <= 1e-4  # tiled: the same frame
+    x[0, :, 10, 2] = 0.2  # one pixel in 160 off: still flat (90% of the band is enough)
+    assert eng.frame(x)[2] == 4
+    x[0, :, :, 3] = 0.2  # a line along the side: a quarter of the band off, not flat
+    assert eng.frame(x) == (0, 0, 0, 0)
 
 
 def test_mirror_is_the_network_on_the_mirrored_image_cropped():
@@ -42,7 +68,7 @@ def test_mirror_is_the_network_on_the_mirrored_image_cropped():
     assert y.shape == (1, 3, 37 * 4, 45 * 4)
     assert (y - want).abs().max() <= 1e-5
     assert (y - plain).abs().max() > 1e-3  # the frame changes the border: the test can tell
-    assert (Engine(model, device="cpu").run(x, tile=0) - plain).abs().max() <= 1e-5  # default: no mirror
+    assert (Engine(model, device="cpu", mirror=0).run(x, tile=0) - plain).abs().max() <= 1e-5
     tiled = eng.run(x, tile=16)  # tiles of the mirrored image, cropped: the same output
     assert eng.tiled(37, 45, 16) and (tiled - y).abs().max() <= 1e-4
     out = torch.full_like(y, -1.0)
@@ -69,7 +95,7 @@ def test_mirror_on_images_thinner_than_the_frame(small_model):
     assert mirror_pad(torch.from_numpy(flat).permute(2, 0, 1)[None].float(), 4).shape[-2:] == (10, 48)
 
 
-@pytest.mark.parametrize("bad", [-1, 65, 2.5, True, "4"])
+@pytest.mark.parametrize("bad", [-1, 65, 2.5, True, "4", "on"])
 def test_mirror_rejects_bad_values(small_model, bad):
     with pytest.raises(OptionError, match="mirror"):
         Engine(small_model, device="cpu", mirror=bad)
@@ -82,10 +108,23 @@ def test_cli_mirror(tmp_path, small_model, capsys):
     Image.fromarray(np.full((24, 24, 3), (255, 0, 255), np.uint8)).save(src)
     assert main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(small_model), "--mirror", "4"]) == 0
     assert Image.open(tmp_path / "out" / "in.png").size == (48, 48)
-    assert main(["upscale", str(src), "-o", str(tmp_path / "o2"), "--model", str(small_model), "--mirror", "-2"]) != 0
-    err = capsys.readouterr().err
-    assert "mirror" in err and "Traceback" not in err
-    assert not (tmp_path / "o2" / "in.png").exists()
+    for bad in ("-2", "x"):
+        with pytest.raises(SystemExit):  # argparse: a usage error before anything runs
+            main(["upscale", str(src), "-o", str(tmp_path / "o2"), "--model", str(small_model), "--mirror", bad])
+        err = capsys.readouterr().err
+        assert "--mirror" in err and "auto, or pixels" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_a_video_segment_keeps_its_first_frames_choice(small_model):
+    up = Upscaler(small_model, device="cpu", tile=0)
+    flat = np.full((20, 24, 3), (200, 30, 90), np.uint8)
+    framed = up.framed_like(flat)
+    assert framed.frame == (4, 4, 4, 4) and framed.engine is up.engine and up.frame is None
+    busy = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    assert up.framed_like(busy).frame == (0, 0, 0, 0)
+    # a later, textured frame of the flat-started segment keeps the mirror: equal to mirroring it always
+    assert np.array_equal(framed(busy), Upscaler(small_model, device="cpu", tile=0, mirror=4)(busy))
 
 
 def test_mirror_streamed_tiles_give_the_whole_image(small_model):

@@ -443,6 +443,19 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _mirror(text: str) -> int | str:
+    """``--mirror``: auto, or pixels (0..64)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, or pixels from 0 to 64")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -520,12 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
     q.add_argument(
         "--mirror",
-        type=int,
+        type=_mirror,
         default=MIRROR,
-        metavar="PX",
-        help=f"input pixels mirrored around the image while it runs: {MIRROR_GRAPHICS} removes the coloured frame "
-        f"flat graphics (logos, screenshots) get at the border, at a 0.01-0.05 dB cost on photographs; "
-        f"0 = the network on the image alone, as the authors' code runs it (default {MIRROR})",
+        metavar="auto|PX",
+        help=f"input pixels mirrored around the image while it runs, against the coloured frame the network "
+        f"draws around flat colours at the border: auto = {MIRROR_GRAPHICS} on the sides that are flat (a logo's "
+        f"background, a screenshot's margin); N = on every side; 0 = the network on the image alone, as the "
+        f"authors' code runs it (default {MIRROR})",
     )
     q.add_argument(
         "--backend",
@@ -572,9 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--save-images", metavar="DIR", help="save the SR outputs here")
     q.add_argument(
         "--mirror",
-        type=int,
+        type=_mirror,
         default=0,
-        metavar="PX",
+        metavar="auto|PX",
         help="input pixels mirrored around each image while it runs, as upscale --mirror (default 0: the network "
         "on the image alone, the literature's protocol)",
     )

@@ -20,10 +20,10 @@ from torch import Tensor, nn
 
 from ..errors import DeviceError, OptionError, PrecisionFallback, Refused
 from ..models.seemore import SeemoRe
-from . import MIRROR
+from . import MIRROR, MIRROR_GRAPHICS
 from .tiling import available_bytes, tile_count, tile_steps, tiled_forward
 
-__all__ = ["Engine", "resolve_device", "DTYPES", "DEFAULT_MODEL", "MIRROR", "mirror_pad"]
+__all__ = ["Engine", "resolve_device", "DTYPES", "DEFAULT_MODEL", "MIRROR", "mirror_pad", "flat_sides", "Frame"]
 
 DEFAULT_MODEL = "seemore-tiny-x4"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,13 +78,32 @@ def _bf16_fallback() -> PrecisionFallback | None:
     return fallback
 
 
-def mirror_pad(x: Tensor, p: int) -> Tensor:
-    """``x`` with ``p`` pixels of itself mirrored around it (edge pixels repeated where a
-    side is too short to mirror)."""
-    if not p:
+Frame = tuple[int, int, int, int]  # input pixels mirrored above, below, left and right of an image
+
+
+def mirror_pad(x: Tensor, frame: int | Frame) -> Tensor:
+    """``x`` with pixels of itself mirrored around it: ``frame`` pixels on every side, or
+    ``(top, bottom, left, right)``; edge pixels repeated where a side is too short to mirror."""
+    top, bottom, left, right = (frame,) * 4 if isinstance(frame, int) else frame
+    if not any((top, bottom, left, right)):
         return x
-    mode = "reflect" if min(x.shape[-2:]) > p else "replicate"
-    return torch.nn.functional.pad(x, (p, p, p, p), mode=mode)
+    h, w = x.shape[-2:]
+    mode = "reflect" if h > max(top, bottom) and w > max(left, right) else "replicate"
+    return torch.nn.functional.pad(x, (left, right, top, bottom), mode=mode)
+
+
+def flat_sides(x: Tensor, depth: int, tol: float = 4 / 255, share: float = 0.9) -> tuple[bool, bool, bool, bool]:
+    """Which sides of ``(N, C, H, W)`` images are flat (top, bottom, left, right): in every
+    image, at least ``share`` of the band ``depth`` pixels deep along the side lies within
+    ``tol`` (every channel) of the band's median colour. Flat graphics' edges are (a logo's
+    background, a screenshot's margin, letterbox bars); photographs' edges seldom are."""
+    bands = (x[..., :depth, :], x[..., -depth:, :], x[..., :, :depth], x[..., :, -depth:])
+    out = []
+    for b in bands:
+        b = b.flatten(2)  # (N, C, pixels)
+        near = ((b - b.median(-1, keepdim=True).values).abs() <= tol).all(1)  # (N, pixels)
+        out.append(bool((near.float().mean(-1) >= share).all()))
+    return tuple(out)
 
 
 class _NonFinite(Exception):
@@ -100,9 +119,10 @@ class Engine:
     ``"bf16"`` on a CPU without native bf16 warns once (:class:`PrecisionFallback`) and
     runs fp32 unless ``force_precision``; ``"fp16"`` is for GPUs, and an image whose fp16
     output holds inf / NaN runs again in fp32. ``mirror``: pixels of the image mirrored
-    around it before the network runs and cropped after: 4 removes the coloured frame flat
-    graphics get at the border (:mod:`seemore_sr.inference`); 0 (the default): the network's
-    output on the image alone, as the authors' code gives it.
+    around it before the network runs and cropped after, against the coloured frame flat
+    colours get at the border (:mod:`seemore_sr.inference`): "auto" (the default) mirrors
+    4 on the sides that are flat, an integer on every side, 0 none (the network's output on
+    the image alone, as the authors' code gives it).
     """
 
     def __init__(
@@ -118,9 +138,10 @@ class Engine:
     ) -> None:
         from ..models.hub import load_model
 
-        if not isinstance(mirror, int) or isinstance(mirror, bool) or not 0 <= mirror <= 64:
-            raise OptionError("mirror", mirror, "must be an integer from 0 to 64 (pixels)")
+        if mirror != "auto" and (not isinstance(mirror, int) or isinstance(mirror, bool) or not 0 <= mirror <= 64):
+            raise OptionError("mirror", mirror, "must be 'auto' or an integer from 0 to 64 (pixels)")
         self.mirror = mirror
+        self._margin = MIRROR_GRAPHICS if mirror == "auto" else mirror  # the widest frame on a side
         if precision not in DTYPES:
             raise OptionError("precision", precision, f"must be one of {sorted(DTYPES)}")
         self.device = resolve_device(device)
@@ -172,7 +193,7 @@ class Engine:
             return 0
         if tile != "auto":
             return int(tile)
-        h, w = h + 2 * self.mirror, w + 2 * self.mirror
+        h, w = h + 2 * self._margin, w + 2 * self._margin
         f = self.config.min_size
         pixels = max(h, f) * max(w, f)  # what the network computes on: thin images are padded
         if self.device.type == "cpu":
@@ -191,24 +212,42 @@ class Engine:
         (plus the whole-image feature maps every tiled run keeps).
         """
         t = self.tile_for(h, w, tile)
-        h, w = h + 2 * self.mirror, w + 2 * self.mirror
+        h, w = h + 2 * self._margin, w + 2 * self._margin
         return t if t and tile_count(h, w, t, self.config.min_size) > 1 else 0
 
     def steps(self, h: int, w: int, tile: int) -> int:
-        """How many progress steps a tiled run of an ``h x w`` input reports."""
-        return tile_steps(self.model, h + 2 * self.mirror, w + 2 * self.mirror, tile)
+        """How many progress steps a tiled run of an ``h x w`` input reports (with ``mirror``
+        "auto": at most; a run reports its own count as the total)."""
+        return tile_steps(self.model, h + 2 * self._margin, w + 2 * self._margin, tile)
+
+    def frame(self, x: Tensor) -> Frame:
+        """The pixels mirrored around ``x`` (top, bottom, left, right): ``mirror`` on every
+        side, or with "auto" :data:`MIRROR_GRAPHICS` on the flat sides (:func:`flat_sides`)."""
+        if self.mirror != "auto":
+            return (self.mirror,) * 4
+        depth = min(MIRROR_GRAPHICS, *x.shape[-2:])
+        return tuple(MIRROR_GRAPHICS if flat else 0 for flat in flat_sides(x.float(), depth))
 
     # ------------------------------------------------------------------ running
     def __call__(self, x: Tensor) -> Tensor:
         return self.run(x)
 
     @torch.no_grad()
-    def run(self, x: Tensor, *, tile: int | str = "auto", progress: Progress | None = None, sink=None) -> Tensor | None:
+    def run(
+        self,
+        x: Tensor,
+        *,
+        tile: int | str = "auto",
+        progress: Progress | None = None,
+        sink=None,
+        frame: Frame | None = None,
+    ) -> Tensor | None:
         """``(N, C, H, W)`` float in [0, 1] -> ``(N, C, H*s, W*s)`` float32 in [0, 1] (on the CPU).
 
         ``progress(done, total)`` after each tile step (:meth:`steps` of them), or once for
         a whole-image pass. With ``sink`` (tiled runs only), output tiles are handed to
-        ``sink(box, tile)`` as they are computed, clamped, and None is returned.
+        ``sink(box, tile)`` as they are computed, clamped, and None is returned. ``frame``:
+        the pixels mirrored around ``x`` for this call (default: :meth:`frame`).
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise OptionError("x", tuple(x.shape), f"expected (N, {self.config.in_chans}, H, W) for this network")
@@ -216,13 +255,14 @@ class Engine:
         t = self.tiled(h, w, tile)
         if sink is not None and not t:
             raise OptionError("sink", sink, "for tiled runs only")
-        x, p, s = x.float(), self.mirror, self.scale
-        if p:  # the mirrored frame is computed, then cropped: boxes and tiles in the image's own pixels
-            x = mirror_pad(x, p)
+        x, s = x.float(), self.scale
+        top, bottom, left, right = self.frame(x) if frame is None else frame
+        if top or bottom or left or right:  # mirrored, computed, cropped: boxes and tiles in the image's own pixels
+            x = mirror_pad(x, (top, bottom, left, right))
             if sink is not None:
-                sink = _cropping(sink, p * s, h * s, w * s)
+                sink = _cropping(sink, (top * s, left * s), h * s, w * s)
         y = self._precise(x, t, progress, sink)
-        return y if y is None or not p else y[..., p * s : (p + h) * s, p * s : (p + w) * s].contiguous()
+        return None if y is None else y[..., top * s : (top + h) * s, left * s : (left + w) * s].contiguous()
 
     def _precise(self, x: Tensor, t: int, progress: Progress | None, sink) -> Tensor | None:
         """The pass in the engine's precision (fp16 checked, and run again in fp32 on overflow)."""
@@ -276,16 +316,18 @@ class Engine:
         return None if y is None else _finite(y.float(), check).clamp_(0, 1).cpu()
 
 
-def _cropping(sink, off: int, h: int, w: int):
+def _cropping(sink, off: tuple[int, int], h: int, w: int):
     """``sink`` for output tiles of the mirrored image: each tile's part inside the image,
-    its box in the image's own pixels (``off`` = the frame's width, ``h x w`` the image's)."""
+    its box in the image's own pixels (``off``: the frame's top and left widths, ``h x w``
+    the image's size; output pixels)."""
+    oy, ox = off
 
     def crop(box, t: Tensor) -> None:
-        y0, y1 = max(box[0], off), min(box[1], off + h)
-        x0, x1 = max(box[2], off), min(box[3], off + w)
+        y0, y1 = max(box[0], oy), min(box[1], oy + h)
+        x0, x1 = max(box[2], ox), min(box[3], ox + w)
         if y0 < y1 and x0 < x1:
             part = t[..., y0 - box[0] : y1 - box[0], x0 - box[2] : x1 - box[2]]
-            sink((y0 - off, y1 - off, x0 - off, x1 - off), part)
+            sink((y0 - oy, y1 - oy, x0 - ox, x1 - ox), part)
 
     return crop
 

@@ -20,6 +20,7 @@ upscalers may share.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from ..data.imresize import imresize
 from ..errors import OptionError
-from .engine import DEFAULT_MODEL, MIRROR, Engine, resolve_device
+from .engine import DEFAULT_MODEL, MIRROR, Engine, Frame, resolve_device
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL", "Engine"]
 
@@ -78,6 +79,7 @@ class Upscaler:
             raise OptionError("outscale", outscale, "must be positive")
         self.outscale = outscale
         self.progress = progress
+        self.frame: Frame | None = None  # the pixels mirrored around every image; None: the engine's choice per image
 
     # the engine's facts, for callers that only hold the upscaler
     model = property(lambda self: self.engine.model)
@@ -110,13 +112,22 @@ class Upscaler:
         h, w = x.shape[-2:]
         progress, close = self._report(h, w)
         try:
-            y = self.engine.run(x, tile=self.tile, progress=progress, sink=sink)
+            y = self.engine.run(x, tile=self.tile, progress=progress, sink=sink, frame=self.frame)
         finally:
             close()
         if y is not None and self.outscale is not None and self.outscale != self.scale:
             size = (max(1, round(h * self.outscale)), max(1, round(w * self.outscale)))
             y = imresize(y, size=size).clamp_(0, 1)
         return y
+
+    def framed_like(self, image: np.ndarray) -> Upscaler:
+        """A copy (sharing the engine) that mirrors around every image what ``mirror`` gives
+        ``image`` (``(H, W, C)`` uint8): a video segment's frames all get its first frame's,
+        so a side's choice cannot flicker from frame to frame."""
+        other = copy.copy(self)
+        x = self._to_net(_color(image[..., None] if image.ndim == 2 else image)).div_(255.0)
+        other.frame = self.engine.frame(x)
+        return other
 
     # ------------------------------------------------------------------ channels
     def _to_net(self, color: np.ndarray) -> Tensor:

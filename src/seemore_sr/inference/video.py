@@ -295,8 +295,11 @@ def encode_segment(upscaler, plan: VideoPlan, k: int, progress: Callable[[int], 
             if plan.codec == "libx264":  # one encoder thread: the same bytes on every run (frame threads varied)
                 vout.options = {"crf": str(plan.crf), "preset": "medium", "threads": "1"}
             try:
+                framed = None  # the pixels mirrored around the frames: the segment's first frame decides
                 for frame in _segment_frames(av, plan, k):
-                    out.mux(vout.encode(_upscaled(av, upscaler, frame, vout)))
+                    if framed is None:
+                        framed = upscaler.framed_like(frame.to_ndarray(format="rgb24"))
+                    out.mux(vout.encode(_upscaled(av, framed, frame, vout)))
                     written += 1
                     if progress is not None:
                         progress(written)
