@@ -102,7 +102,12 @@ class Upscaler:
         from tqdm import tqdm
 
         bar = tqdm(total=self.engine.steps(h, w, tile), desc=f"tiles ({tile}px)", unit="tile", leave=False)
-        return lambda done, total: bar.update(done - bar.n), bar.close
+
+        def report(done: int, total: int) -> None:
+            bar.total = total  # the run's own count (a mirrored frame on fewer sides: fewer steps)
+            bar.update(done - bar.n)
+
+        return report, bar.close
 
     @torch.no_grad()
     def run(self, x: Tensor, *, sink=None) -> Tensor | None:
