@@ -134,7 +134,7 @@ class Engine:
         backend: str = "torch",
         executor: str = "auto",
         force_precision: bool = False,
-        mirror: int = MIRROR,
+        mirror: int | str = MIRROR,
     ) -> None:
         from ..models.hub import load_model
 

@@ -63,7 +63,7 @@ class Upscaler:
         executor: str = "auto",
         progress: bool | Callable[[int, int], None] = False,
         force_precision: bool = False,
-        mirror: int = MIRROR,
+        mirror: int | str = MIRROR,
     ) -> None:
         if isinstance(model, Engine):
             self.engine = model
