@@ -444,15 +444,17 @@ def _usable_cores() -> int:
 
 
 def _mirror(text: str) -> int | str:
-    """``--mirror``: auto, or pixels (0..64)."""
+    """``--mirror``: auto, or pixels (0 to the engine's largest frame)."""
+    from .inference import MIRROR_MAX  # torch-free
+
     if text == "auto":
         return text
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r}: auto, or pixels from 0 to 64")
+    if not 0 <= value <= MIRROR_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, or pixels from 0 to {MIRROR_MAX}")
     return value
 
 

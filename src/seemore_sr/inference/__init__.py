@@ -16,3 +16,4 @@
 # protocol).
 MIRROR = "auto"
 MIRROR_GRAPHICS = 4  # pixels mirrored on a flat side
+MIRROR_MAX = 64  # the widest frame asked for (pixels)

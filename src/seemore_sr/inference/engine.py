@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import DeviceError, OptionError, PrecisionFallback, Refused
 from ..models.seemore import SeemoRe
-from . import MIRROR, MIRROR_GRAPHICS
+from . import MIRROR, MIRROR_GRAPHICS, MIRROR_MAX
 from .tiling import available_bytes, tile_count, tile_steps, tiled_forward
 
 __all__ = ["Engine", "resolve_device", "DTYPES", "DEFAULT_MODEL", "MIRROR", "mirror_pad", "flat_sides", "Frame"]
@@ -138,8 +138,10 @@ class Engine:
     ) -> None:
         from ..models.hub import load_model
 
-        if mirror != "auto" and (not isinstance(mirror, int) or isinstance(mirror, bool) or not 0 <= mirror <= 64):
-            raise OptionError("mirror", mirror, "must be 'auto' or an integer from 0 to 64 (pixels)")
+        if mirror != "auto" and (
+            not isinstance(mirror, int) or isinstance(mirror, bool) or not 0 <= mirror <= MIRROR_MAX
+        ):
+            raise OptionError("mirror", mirror, f"must be 'auto' or an integer from 0 to {MIRROR_MAX} (pixels)")
         self.mirror = mirror
         self._margin = MIRROR_GRAPHICS if mirror == "auto" else mirror  # the widest frame on a side
         if precision not in DTYPES:
