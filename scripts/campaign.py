@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = ROOT / "campaign"
 RUNS = CAMPAIGN / "runs"
+HELD = CAMPAIGN / "held"  # the last weights of extensions that did not ship, for `extend --continues`
 TRUNK = CAMPAIGN / "trunk"
 LEDGER = CAMPAIGN / "ledger.jsonl"
 CURVES = CAMPAIGN / "curves.jsonl"  # Set5 validation points of earlier runs, and what preceded the trunk
@@ -209,12 +210,17 @@ def finish(
                  **({"sets": list(sets)} if sets else {}))  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
+    held = not better and bool(continues)  # an extension that missed: its weights can still be continued
+    if held:
+        HELD.mkdir(exist_ok=True)
+        shutil.copyfile(run / "latest.safetensors", HELD / f"{run.name}.safetensors")
     if run.parent == RUNS and not keep:  # recorded in the ledger: the run's folder is history (git), not state
         shutil.rmtree(run)
     print(
         f"x{scale} from trunk {trunk_iter}: "
         + ", ".join(f"{d} {result[d]['psnr']:.3f}" for d in DATASETS)
-        + (" -> shipped" if better else " -> not better than the shipped weights on Set5 and B100; kept in runs/")
+        + (" -> shipped" if better else " -> not better than the shipped weights on Set5 and B100")
+        + (f"; held in {HELD.relative_to(ROOT)}/ for extend --continues {run.name}" if held else "")
     )
 
 
@@ -311,14 +317,27 @@ def extend(
     hours of the run it continues plus its own. ``data``: the training folders (default: the
     recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side;
     ``extra``: more ``--set`` overrides (e.g. ``data.synthetic=0.1``), kept in the ledger."""
-    shipped_runs = [e for e in ledger() if e.get("scale") == scale and e.get("shipped") and e.get("kind") != "trunk"]
-    base = next(e for e in shipped_runs if e["run"] == continues) if continues else shipped_runs[-1]
+    runs = [e for e in ledger() if e.get("scale") == scale and e.get("kind") != "trunk"]
+    shipped_runs = [e for e in runs if e.get("shipped")]
+    base = next((e for e in runs if e["run"] == continues), None) if continues else shipped_runs[-1]
+    if base is None:
+        sys.exit(f"extend: no x{scale} run {continues!r} in the ledger")
+    # the weights it continues: the package's (the last shipped run) or those held for a run that missed
+    source = (
+        HELD / f"{base['run']}.safetensors"
+        if not base.get("shipped")
+        else WEIGHTS / f"seemore-tiny-x{scale}.safetensors"
+    )
     total = base["branch_iters"] + iters
     run = RUNS / f"campaign-x{scale}-ext-{total}{'-' + tag if tag else ''}"
     init = run / "init.safetensors"
     if not init.exists():
+        if base.get("shipped") and base is not shipped_runs[-1]:
+            sys.exit(f"extend: {base['run']} was shipped before {shipped_runs[-1]['run']}; its weights are gone")
+        if not source.exists():
+            sys.exit(f"extend: {source.relative_to(ROOT)} is missing: {base['run']}'s weights were not held")
         run.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(WEIGHTS / f"seemore-tiny-x{scale}.safetensors", init)  # the weights it continues
+        shutil.copyfile(source, init)
     if not (run / "latest.safetensors").exists() or _iteration(run) < iters:
         sets = [f"model.scale={scale}", f"model.init_from={init.relative_to(ROOT)}", f"train.iterations={iters}",
                 f"train.lr={lr}", "train.warmup=50", f"train.decay={iters - 50}",
@@ -435,7 +454,11 @@ def main() -> None:
     p.add_argument("--tag", default="", help="extend: a suffix for the run's name (the arms of an A/B)")
     p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extend: another training override")
-    p.add_argument("--continues", default="", help="extend: the ledger run it continues (default: the shipped one)")
+    p.add_argument(
+        "--continues",
+        default="",
+        help="extend: the ledger run it continues: the shipped one (default), or one that missed, from campaign/held/",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "campaign.png"))
     args = p.parse_args()
     if args.command == "extend":

@@ -1,0 +1,90 @@
+"""scripts/campaign.py's bookkeeping for extensions: what ships, what is held, what continues what.
+
+Training and evaluation are replaced by fakes, so these tests check the ledger, the
+package's weights and ``campaign/held/`` without training anything.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("campaign_script", ROOT / "scripts" / "campaign.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    paths = {"ROOT": tmp_path, "RUNS": tmp_path / "campaign" / "runs", "HELD": tmp_path / "campaign" / "held",
+             "LEDGER": tmp_path / "campaign" / "ledger.jsonl", "CURVES": tmp_path / "campaign" / "curves.jsonl",
+             "RESULTS": tmp_path / "campaign" / "results", "WEIGHTS": tmp_path / "weights"}  # fmt: skip
+    for name, path in paths.items():
+        monkeypatch.setattr(mod, name, path)
+    for folder in ("RUNS", "RESULTS", "WEIGHTS"):
+        paths[folder].mkdir(parents=True)
+    (paths["WEIGHTS"] / "seemore-tiny-x4.safetensors").write_bytes(b"shipped")
+    (paths["RESULTS"] / "bundled-x4.json").write_text(json.dumps({"Set5": {"psnr": 30.0}, "B100": {"psnr": 27.0}}))
+    (paths["RESULTS"] / "bundled-x4.txt").write_text("")
+    first = {"run": "r0", "scale": 4, "trunk_iter": 1, "branch_iters": 100, "cpu_hours": 1.0, "shipped": True}
+    paths["LEDGER"].write_text(json.dumps(first) + "\n")
+
+    mod.started = []  # (run name, the init weights' bytes) of each fake training
+    mod.scores = []  # what the fake evaluation of the next runs returns: (Set5, B100)
+
+    class Done:
+        def wait(self):
+            return 0
+
+    def train_branch(run, sets, threads):
+        init = (run / "init.safetensors").read_bytes()
+        mod.started.append((run.name, init))
+        (run / "latest.safetensors").write_bytes(init + b"+trained")
+        return Done()
+
+    def evaluate(run, scale):
+        set5, b100 = mod.scores.pop(0)
+        out = {"Set5": {"psnr": set5}, "Set14": {"psnr": 0.0}, "B100": {"psnr": b100}}
+        (run / "eval.json").write_text(json.dumps(out))
+        (run / "eval.txt").write_text("")
+        return out
+
+    monkeypatch.setattr(mod, "train_branch", train_branch)
+    monkeypatch.setattr(mod, "evaluate", evaluate)
+    monkeypatch.setattr(mod, "border_rim", lambda weights: {"border": 0, "interior": 0})
+    return mod
+
+
+def test_an_extension_that_misses_is_held_and_can_be_continued(campaign):
+    campaign.scores = [(29.9, 27.1), (30.1, 27.1)]  # misses on Set5; then beats the package on both
+    campaign.extend(4, 10, 3e-4, tag="a")
+    miss = campaign.ledger()[-1]
+    assert miss["run"] == "campaign-x4-ext-110-a" and not miss["shipped"] and miss["continues"] == "r0"
+    assert (campaign.HELD / "campaign-x4-ext-110-a.safetensors").read_bytes() == b"shipped+trained"
+    assert not (campaign.RUNS / "campaign-x4-ext-110-a").exists()  # recorded: its folder is history
+
+    campaign.extend(4, 20, 3e-4, tag="b", continues="campaign-x4-ext-110-a")
+    assert campaign.started[-1] == ("campaign-x4-ext-130-b", b"shipped+trained")  # from the held weights
+    hit = campaign.ledger()[-1]
+    assert hit["shipped"] and hit["continues"] == "campaign-x4-ext-110-a" and hit["branch_iters"] == 130
+    assert (campaign.WEIGHTS / "seemore-tiny-x4.safetensors").read_bytes() == b"shipped+trained+trained"
+    assert sorted(p.name for p in campaign.HELD.iterdir()) == [
+        "campaign-x4-ext-110-a.safetensors"
+    ]  # a ship is not held
+
+
+def test_extend_refuses_what_it_cannot_start_from(campaign, capsys):
+    campaign.scores = [(30.1, 27.1)]
+    campaign.extend(4, 10, 3e-4)  # ships: r0's weights are no longer the package's
+    with pytest.raises(SystemExit, match="r0 was shipped before campaign-x4-ext-110; its weights are gone"):
+        campaign.extend(4, 10, 3e-4, tag="c", continues="r0")
+    with pytest.raises(SystemExit, match="no x4 run 'nowhere' in the ledger"):
+        campaign.extend(4, 10, 3e-4, continues="nowhere")
+    with campaign.LEDGER.open("a") as f:  # a miss recorded before runs were held
+        f.write(json.dumps({"run": "old-miss", "scale": 4, "trunk_iter": 1, "branch_iters": 50, "shipped": False}))
+    with pytest.raises(SystemExit, match=r"old-miss.safetensors is missing: old-miss's weights were not held"):
+        campaign.extend(4, 10, 3e-4, continues="old-miss")
+    assert [name for name, _ in campaign.started] == ["campaign-x4-ext-110"]  # nothing else started
+    assert sorted(p.name for p in campaign.RUNS.iterdir()) == []  # and no empty run folders left behind
