@@ -322,17 +322,16 @@ def extend(
     base = next((e for e in runs if e["run"] == continues), None) if continues else shipped_runs[-1]
     if base is None:
         sys.exit(f"extend: no x{scale} run {continues!r} in the ledger")
-    # the weights it continues: the package's (the last shipped run) or those held for a run that missed
-    source = (
-        HELD / f"{base['run']}.safetensors"
-        if not base.get("shipped")
-        else WEIGHTS / f"seemore-tiny-x{scale}.safetensors"
-    )
     total = base["branch_iters"] + iters
     run = RUNS / f"campaign-x{scale}-ext-{total}{'-' + tag if tag else ''}"
     init = run / "init.safetensors"
     if not init.exists():
-        if base.get("shipped") and base is not shipped_runs[-1]:
+        # the weights it continues: the package's (the last shipped run) or those held for a run that missed
+        if not base.get("shipped"):
+            source = HELD / f"{base['run']}.safetensors"
+        elif base is shipped_runs[-1]:
+            source = WEIGHTS / f"seemore-tiny-x{scale}.safetensors"
+        else:
             sys.exit(f"extend: {base['run']} was shipped before {shipped_runs[-1]['run']}; its weights are gone")
         if not source.exists():
             sys.exit(f"extend: {source.relative_to(ROOT)} is missing: {base['run']}'s weights were not held")

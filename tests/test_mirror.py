@@ -26,7 +26,7 @@ def _drift(up: Upscaler, rgb, side: int = 48, band: int = 12) -> tuple[int, int]
 def test_mirror_removes_the_bundled_weights_rim():
     red = (255, 0, 0)  # the shipped x4's worst colour at the border (18 levels at stop 32)
     plain = _drift(Upscaler("seemore-tiny-x4", device="cpu", tile=0, mirror=0), red)
-    # the rim the option exists for (the network's zero padding); x2's was trained away (5 levels)
+    # the rim the option exists for (the network's zero padding); x2's was trained away (4 levels)
     assert plain[0] > 16, "the bundled x4 has no rim left: test with weights that still have one"
     for mirror in ("auto", 4):  # auto, the default: a flat image is flat on every side
         up = Upscaler("seemore-tiny-x4", device="cpu", tile=0, mirror=mirror)
