@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import numpy as np
@@ -46,3 +47,13 @@ def test_readme_numbers_come_from_results():
         for name in ("Set5", "Set14", "B100"):
             r = table[name]
             assert f"| x{scale} | {name} | {r['psnr']:.2f} / {r['ssim']:.4f} |" in readme, (scale, name)
+
+
+def test_readme_rim_table_comes_from_results():
+    """The README's rim and ``--mirror`` table is what scripts/rim_table.py makes of campaign/results."""
+    spec = importlib.util.spec_from_file_location("rim_table", ROOT / "scripts" / "rim_table.py")
+    rim_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rim_table)
+    readme = (ROOT / "README.md").read_text()
+    for row in rim_table.rows():
+        assert row in readme, row
