@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # After `campaign.py extend` ships new weights at the given scales: remake everything in
-# the repo that was measured on the bundled weights, then check the README's tables.
+# the repo that was measured on the bundled weights, and rewrite the README's tables.
 #   bash scripts/after_ship.sh 4 3
 # campaign.py has already written campaign/results/bundled-xS.json (and .txt) on the ship.
 # This measures, for each given scale, the PSNR change of --mirror auto and --mirror 4

@@ -1,5 +1,7 @@
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -10,6 +12,14 @@ BENCH = SHARED / "data" / "benchmark"
 
 
 DATA_NAMES = {"GOLDEN", "BENCH", "SHARED", "GOLDEN_FILES"}
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a fresh module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _have_data() -> bool:

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ from seemore_sr.cli import main
 from seemore_sr.evaluation.evaluate import evaluate, paper_numbers
 from seemore_sr.inference.upscaler import Upscaler
 
-from .conftest import BENCH, ROOT
+from .conftest import BENCH, ROOT, load_script
 
 
 def test_bundled_weights_ship_with_provenance():
@@ -51,9 +50,6 @@ def test_readme_numbers_come_from_results():
 
 def test_readme_rim_table_comes_from_results():
     """The README's rim and ``--mirror`` table is what scripts/rim_table.py makes of campaign/results."""
-    spec = importlib.util.spec_from_file_location("rim_table", ROOT / "scripts" / "rim_table.py")
-    rim_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rim_table)
     readme = (ROOT / "README.md").read_text()
-    for row in rim_table.rows():
+    for row in load_script("rim_table").rows():
         assert row in readme, row

@@ -4,20 +4,16 @@ Training and evaluation are replaced by fakes, so these tests check the ledger, 
 package's weights and ``campaign/held/`` without training anything.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_script
 
 
 @pytest.fixture
 def campaign(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("campaign_script", ROOT / "scripts" / "campaign.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("campaign")
     paths = {"ROOT": tmp_path, "RUNS": tmp_path / "campaign" / "runs", "HELD": tmp_path / "campaign" / "held",
              "LEDGER": tmp_path / "campaign" / "ledger.jsonl", "CURVES": tmp_path / "campaign" / "curves.jsonl",
              "RESULTS": tmp_path / "campaign" / "results", "WEIGHTS": tmp_path / "weights"}  # fmt: skip
