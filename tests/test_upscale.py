@@ -67,6 +67,13 @@ def test_streamed_tiles_give_the_untiled_image(small_model):
         assert np.abs(a.astype(np.int64) - b).max() <= 1
 
 
+# Peak-memory subprocesses run with a fixed malloc mmap threshold. glibc raises its threshold
+# as large blocks are freed and then keeps freed tiles in its heap, so a tiled run's peak RSS
+# varied 520-602 MB in 5 runs (CI failed once at 601 against 677 whole). With the threshold
+# fixed every large block goes back, and the peak is the run's own working set: 251-252 MB
+# against 667-669 MB whole in 2 runs (Intel Xeon model 167).
+PEAK_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+
 PEAK = """
 import sys, torch
 from seemore_sr import create_model
@@ -87,14 +94,15 @@ print(hwm() - base)
 @pytest.mark.slow
 def test_tiled_memory_grows_with_the_tile_not_the_image():
     def peak(side, where):
-        out = subprocess.run([sys.executable, "-c", PEAK, str(side), where], capture_output=True, text=True)
+        cmd = [sys.executable, "-c", PEAK, str(side), where]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=PEAK_ENV)
         assert out.returncode == 0, out.stderr
         return int(out.stdout.split()[-1])
 
     # 16x the pixels; in RAM the two 32-channel feature maps of a 640x640 input take 105 MB
     big_disk = peak(640, "disk")
     assert peak(640, "ram") - big_disk > 70  # the measurement can see the maps
-    assert big_disk - peak(160, "disk") < 35  # input tensor (5 MB) and allocator slack only
+    assert big_disk - peak(160, "disk") < 20  # input tensor (5 MB) and allocator slack only (measured: -2)
 
 
 def test_api_kinds_and_dtypes(up):
@@ -368,7 +376,7 @@ def test_a_thin_strip_is_tiled_by_default():
     takes most of a GB; the default policy tiles it by area instead (issue 13)."""
 
     def run(tile):
-        out = subprocess.run([sys.executable, "-c", STRIP, tile], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", STRIP, tile], capture_output=True, text=True, env=PEAK_ENV)
         assert out.returncode == 0, out.stderr[-2000:]
         return [int(v) for v in out.stdout.split()]
 
@@ -376,7 +384,7 @@ def test_a_thin_strip_is_tiled_by_default():
     assert auto_tile == 256
     # tiled: the whole-image maps (92 MB) and a tile's working set; the gap widens with the strip's
     # length (1 x 65536 with the bundled x4 weights: 1009 MB peak against 2168 MB whole, bench_strip.py)
-    assert auto_mb < 0.85 * whole_mb, (auto_mb, whole_mb)
+    assert auto_mb < 0.5 * whole_mb, (auto_mb, whole_mb)
 
 
 def test_bf16_on_a_cpu_without_it_warns_once_and_runs_fp32(small_model, monkeypatch, capsys):
