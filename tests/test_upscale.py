@@ -67,19 +67,29 @@ def test_streamed_tiles_give_the_untiled_image(small_model):
         assert np.abs(a.astype(np.int64) - b).max() <= 1
 
 
-# Peak-memory subprocesses run with a fixed malloc mmap threshold. glibc raises its threshold
-# as large blocks are freed and then keeps freed tiles in its heap, so a tiled run's peak RSS
-# varied 520-602 MB in 5 runs (CI failed once at 601 against 677 whole). With the threshold
-# fixed every large block goes back, and the peak is the run's own working set: 251-252 MB
-# against 667-669 MB whole in 2 runs (Intel Xeon model 167).
+# Peak memory is measured in a fresh process (peak RSS is per process) with a fixed malloc mmap
+# threshold. glibc raises its threshold as large blocks are freed and then keeps freed tiles in
+# its heap, so STRIP's tiled peak varied 520-602 MB in 5 runs (CI failed once at 601 against 677
+# whole). With the threshold fixed every large block goes back, and the peak is the run's own
+# working set: 251-252 MB against 667-669 MB whole in 2 runs (Intel Xeon model 167).
 PEAK_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+HWM = """
+def hwm():  # peak RSS so far, MB
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
+"""
+
+
+def measure(script: str, *args: str) -> list[int]:
+    """The integers ``script`` (with :data:`HWM`) prints, run with ``args`` under :data:`PEAK_ENV`."""
+    out = subprocess.run([sys.executable, "-c", HWM + script, *args], capture_output=True, text=True, env=PEAK_ENV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [int(v) for v in out.stdout.split()]
+
 
 PEAK = """
 import sys, torch
 from seemore_sr import create_model
 from seemore_sr.inference.tiling import tile_steps, tiled_forward
-def hwm():
-    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
 torch.manual_seed(0)
 model = create_model('seemore-tiny-x2', num_layers=1, embedding_dim=32).eval()
 side, spill = int(sys.argv[1]), sys.argv[2] == 'disk'
@@ -94,10 +104,7 @@ print(hwm() - base)
 @pytest.mark.slow
 def test_tiled_memory_grows_with_the_tile_not_the_image():
     def peak(side, where):
-        cmd = [sys.executable, "-c", PEAK, str(side), where]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=PEAK_ENV)
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout.split()[-1])
+        return measure(PEAK, str(side), where)[-1]
 
     # 16x the pixels; in RAM the two 32-channel feature maps of a 640x640 input take 105 MB
     big_disk = peak(640, "disk")
@@ -358,8 +365,6 @@ STRIP = """
 import sys, numpy as np, torch
 from seemore_sr import create_model
 from seemore_sr.inference.upscaler import Upscaler
-def hwm():
-    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
 torch.manual_seed(0)
 up = Upscaler(create_model('seemore-tiny-x2'), device='cpu', tile=sys.argv[1] if sys.argv[1] == 'auto' else 0)
 up(np.zeros((16, 16, 3), np.uint8))  # warm-up
@@ -375,12 +380,7 @@ def test_a_thin_strip_is_tiled_by_default():
     """1 x 20000 pixels: the network computes 16 rows (its minimum side), 0.32 MP, which whole
     takes most of a GB; the default policy tiles it by area instead (issue 13)."""
 
-    def run(tile):
-        out = subprocess.run([sys.executable, "-c", STRIP, tile], capture_output=True, text=True, env=PEAK_ENV)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return [int(v) for v in out.stdout.split()]
-
-    (auto_tile, auto_mb), (_, whole_mb) = run("auto"), run("0")
+    (auto_tile, auto_mb), (_, whole_mb) = measure(STRIP, "auto"), measure(STRIP, "0")
     assert auto_tile == 256
     # tiled: the whole-image maps (92 MB) and a tile's working set; the gap widens with the strip's
     # length (1 x 65536 with the bundled x4 weights: 1009 MB peak against 2168 MB whole, bench_strip.py)
