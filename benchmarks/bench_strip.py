@@ -3,6 +3,7 @@
     python benchmarks/bench_strip.py 1 65536     # the README's strip (x4, bundled weights)
     python benchmarks/bench_strip.py 1 65536 --tile 0   # the same as one whole-image pass
     python benchmarks/bench_strip.py 256 256
+    python benchmarks/bench_strip.py 1 20000 --malloc-trim   # glibc's malloc_trim(0) after every tile
 
 One run per process (peak RSS is per process); random pixels, ``Upscaler`` defaults.
 """
@@ -10,6 +11,7 @@ One run per process (peak RSS is per process); random pixels, ``Upscaler`` defau
 from __future__ import annotations
 
 import argparse
+import ctypes
 import time
 
 import numpy as np
@@ -25,8 +27,15 @@ def main() -> None:
     p.add_argument("width", type=int)
     p.add_argument("--model", default="seemore-tiny-x4")
     p.add_argument("--tile", type=int, help="0: one whole-image pass (the policy before tiles by area); default auto")
+    p.add_argument(
+        "--malloc-trim", action="store_true", help="hand freed heap memory back to the system after every tile (glibc)"
+    )
     args = p.parse_args()
-    up = Upscaler(args.model, device="cpu", tile="auto" if args.tile is None else args.tile)
+    progress = False
+    if args.malloc_trim:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        progress = lambda done, total: trim(0)  # noqa: E731
+    up = Upscaler(args.model, device="cpu", tile="auto" if args.tile is None else args.tile, progress=progress)
     img = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     start = time.perf_counter()
     out = up(img)
@@ -35,7 +44,8 @@ def main() -> None:
         peak = int(next(line for line in f if line.startswith("VmHWM")).split()[1]) // 1024
     print(f"# {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.model}")
     tile = up.tiled(args.height, args.width)
-    print(f"{args.height}x{args.width} -> {out.shape[1]}x{out.shape[0]}: tile {tile or 'whole'}, "
+    print(f"{args.height}x{args.width} -> {out.shape[1]}x{out.shape[0]}: tile {tile or 'whole'}"
+          f"{', malloc_trim' if args.malloc_trim else ''}, "
           f"{seconds:.1f} s, peak RSS {peak} MB")  # fmt: skip
 
 
