@@ -3,7 +3,9 @@
     python benchmarks/bench_train.py --repeats 5
     python benchmarks/bench_train.py --device cuda --batch 32 --patch 64 --choose   # scripts/device_train.sh
 
-Options: fp32 / bf16 autocast, each NCHW and channels_last. One step = forward,
+Options: fp32 / bf16 autocast, each NCHW and channels_last; with ``--compile`` also
+fp32 + channels_last with every expert computed (``dense``, the static graph) eagerly and
+through ``torch.compile`` (inductor; the compile itself is not timed). One step = forward,
 L1+FFT loss, backward, Adam, on random data of the batch's shape (SeemoRe-T x2).
 ``--choose`` prints one last line, ``PRECISION CHANNELS_LAST``, for the fastest option
 (bf16 only where the device runs it natively). On the CPU it also reports the data
@@ -13,6 +15,7 @@ pipeline: seconds to preload the training set and the time to cut one batch from
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -32,6 +35,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--choose", action="store_true", help="print the fastest option as 'PRECISION CHANNELS_LAST'")
     p.add_argument("--json", help="write the timings here")
+    p.add_argument("--compile", action="store_true", help="add the dense and torch.compile rows")
     p.add_argument("--data", default="../shared/data/train/T91", help="folder for the data-pipeline timing")
     args = p.parse_args()
     dev = torch.device(args.device)
@@ -42,23 +46,28 @@ def main() -> None:
     torch.manual_seed(0)
     lr = torch.rand(args.batch, 3, args.patch, args.patch, device=dev)
     hr = torch.rand(args.batch, 3, 2 * args.patch, 2 * args.patch, device=dev)
+    options = [("fp32", False, False, False), ("fp32+channels_last", True, False, False),
+               ("bf16", False, True, False), ("bf16+channels_last", True, True, False)]  # fmt: skip
+    if args.compile:
+        options += [("fp32+channels_last+dense", True, False, False), ("fp32+channels_last+compile", True, False, True)]
     setups = {}
-    for key, cl, bf16 in [("fp32", False, False), ("fp32+channels_last", True, False),
-                          ("bf16", False, True), ("bf16+channels_last", True, True)]:  # fmt: skip
+    for key, cl, bf16, compiled in options:
         m = create_model("seemore-tiny-x2").train().to(dev)
         if cl:
             m = m.to(memory_format=torch.channels_last)
-        setups[key] = (m, torch.optim.Adam(m.parameters(), 1e-3), cl, bf16)
+        dense = key.endswith(("+dense", "+compile"))
+        fwd = functools.partial(torch.compile(m) if compiled else m, dense=dense)
+        setups[key] = (fwd, torch.optim.Adam(m.parameters(), 1e-3), cl, bf16)
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
     def step(key):
-        m, opt, cl, bf16 = setups[key]
+        fwd, opt, cl, bf16 = setups[key]
         x = lr.contiguous(memory_format=torch.channels_last) if cl else lr
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            sr = m(x)
+            sr = fwd(x)
         loss = sr_loss(sr.float(), hr)
         opt.zero_grad()
         loss.backward()
@@ -66,8 +75,10 @@ def main() -> None:
 
     times = {k: [] for k in setups}
     for k in setups:
-        for _ in range(3 if dev.type == "cuda" else 1):  # warm-up (cuDNN picks its kernels)
+        t = time.perf_counter()
+        for _ in range(3 if dev.type == "cuda" or k.endswith("+compile") else 1):  # warm-up (cuDNN, inductor)
             step(k)
+        print(f"warm-up {k}: {time.perf_counter() - t:.1f} s", flush=True)
     sync()
     for _ in range(args.repeats):
         for k in setups:
@@ -77,10 +88,10 @@ def main() -> None:
             times[k].append(time.perf_counter() - t)
     base = statistics.median(times["fp32"])
     print(f"batch {args.batch} x {args.patch}px LR on {dev}, {args.repeats} interleaved repeats")
-    print(f"{'option':<20} {'it/s':>6} {'s/it (median)':>14} {'vs fp32':>8}")
+    print(f"{'option':<28} {'it/s':>6} {'s/it (median)':>14} {'vs fp32':>8}")
     for k, ts in times.items():
         med = statistics.median(ts)
-        print(f"{k:<20} {1 / med:>6.2f} {med:>14.3f} {base / med:>7.2f}x")
+        print(f"{k:<28} {1 / med:>6.2f} {med:>14.3f} {base / med:>7.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": name, "batch": args.batch, "patch": args.patch, "seconds": times}, f, indent=1)
