@@ -31,11 +31,13 @@ def main() -> None:
         "--malloc-trim", action="store_true", help="hand freed heap memory back to the system after every tile (glibc)"
     )
     args = p.parse_args()
-    progress = False
-    if args.malloc_trim:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-        progress = lambda done, total: trim(0)  # noqa: E731
-    up = Upscaler(args.model, device="cpu", tile="auto" if args.tile is None else args.tile, progress=progress)
+    trim = ctypes.CDLL("libc.so.6").malloc_trim if args.malloc_trim else None
+
+    def after_tile(done: int, total: int) -> None:
+        trim(0)
+
+    tile = "auto" if args.tile is None else args.tile
+    up = Upscaler(args.model, device="cpu", tile=tile, progress=after_tile if trim else False)
     img = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     start = time.perf_counter()
     out = up(img)
