@@ -22,8 +22,9 @@ exported graph in OpenVINO (a benchmark-only dependency, like spandrel for ``--p
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
 PSNR for reduced precision. ``faults`` counts the minor page faults of each call: the
 memory the allocator had to map (and the kernel to zero) anew. With interleaved repeats
-a path pays for the heap state the previous path left; ``--blocked`` shows each path
-back to back, as when one module upscales a folder.
+a path pays for the heap state the previous path left, so the order is rotated each
+round (every path runs after every other one equally often); ``--blocked`` shows each
+path back to back, as when one module upscales a folder.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import warnings
 import torch
 
 from seemore_sr import create_model, list_models
-from seemore_sr.bench import cpu_description, time_call
+from seemore_sr.bench import cpu_description, interleaved, time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
 from seemore_sr.inference.fast import EXECUTORS, CudaGraphed, make_ops, optimize
 from seemore_sr.models.complexity import paper_input_size
@@ -249,11 +250,13 @@ def peers(args) -> int:
         for f in paths.values():  # warm-up
             f(x)
         times = {k: [] for k in paths}
-        for _ in range(args.repeats):
-            for k, f in paths.items():
-                times[k].append(time_call(lambda f=f: f(x), device))
+        for k in interleaved(paths, args.repeats):
+            times[k].append(time_call(lambda f=paths[k]: f(x), device))
     print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"# x4 to 1280x720 (input {w}x{h}), batch 1, fp32, random weights; {args.repeats} interleaved rounds")
+    print(
+        f"# x4 to 1280x720 (input {w}x{h}), batch 1, fp32, random weights; "
+        f"{args.repeats} interleaved rounds, order rotated"
+    )
     for k, d in diffs.items():
         against = "SPAN in torch" if k.startswith("SPAN") else "the authors' code, same weights"
         print(f"# {k}: max |diff| {d:.1e} from {against}")
@@ -303,7 +306,7 @@ def main() -> int:
         f"threads {torch.get_num_threads()}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    order = "back-to-back" if args.blocked else "interleaved"
+    order = "back-to-back" if args.blocked else "interleaved (order rotated)"
     print(f"# output 1280x720, batch 1, {args.repeats} {order} repeats after two warm-ups; median (min..max)")
     print("# faults: median minor page faults per call (memory the allocator mapped anew)")
     results = {}
@@ -321,9 +324,7 @@ def main() -> int:
             times = {k: [] for k in paths}
             faults = {k: [] for k in paths}  # minor page faults per call: memory the allocator had to map anew
             order = (
-                [k for k in paths for _ in range(args.repeats)]
-                if args.blocked
-                else [k for _ in range(args.repeats) for k in paths]
+                [k for k in paths for _ in range(args.repeats)] if args.blocked else interleaved(paths, args.repeats)
             )
             for k in order:
                 f, before = paths[k], resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -169,3 +169,24 @@ def test_table_choice_without_measuring(monkeypatch):
         assert seen[("GenuineIntel", "avx2 avx512f")] == "nhwc-fused-ln"
         assert seen[("AuthenticAMD", "avx2 avx512f")] == "nhwc-fused"
     assert seen[("AuthenticAMD", "avx2")] == "nhwc"
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 9])
+def test_timing_order_is_balanced(n):
+    """The benchmarks' and the calibration's timing order: each round runs every path once;
+    over n rounds (2n for odd n) every path runs in every position, and right after every
+    other path, equally often, so no path always pays for the same predecessor."""
+    from collections import Counter
+
+    from seemore_sr.bench import interleaved
+
+    keys = [f"p{i}" for i in range(n)]
+    rounds = n if n % 2 == 0 else 2 * n
+    order = interleaved(keys, rounds)
+    rows = [order[r * n : (r + 1) * n] for r in range(rounds)]
+    assert all(sorted(row) == keys for row in rows)
+    positions = Counter((k, i) for row in rows for i, k in enumerate(row))
+    after = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+    assert len(positions) == n * n and len(set(positions.values())) == 1
+    assert len(after) == n * (n - 1) and len(set(after.values())) == 1
+    assert interleaved(keys, 3)[: 2 * n] == order[: 2 * n]  # a prefix of the same design

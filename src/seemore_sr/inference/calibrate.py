@@ -5,12 +5,13 @@ kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CP
 (BENCHMARKS.md). :func:`fastest_executor` times every candidate on a short calibration
 (the network's first two residual groups on a 144 x 256 input: the per-group work that
 dominates, at feature maps of the size that decides cache behaviour; three interleaved
-rounds, median), and keeps the winner in ``<cache>/executors.json`` under the CPU model,
-torch version and channel width (not the thread count: processes with different thread
-counts, such as torchrun's ranks and a single process, then run the same executor, and
-the NHWC executors give the same bytes at any thread count). Later processes read it back, so every
-run on this machine uses the same executor (their outputs agree to the byte, not only to
-1e-5). Each candidate's time is its fastest round: other programs' load only adds time.
+rounds, the order rotated each round), and keeps the winner in
+``<cache>/executors.json`` under the CPU model, torch version and channel width (not the
+thread count: processes with different thread counts, such as torchrun's ranks and a
+single process, then run the same executor, and the NHWC executors give the same bytes
+at any thread count). Later processes read it back, so every run on this machine uses
+the same executor (their outputs agree to the byte, not only to 1e-5). Each candidate's
+time is its fastest round: other programs' load only adds time.
 
 ``SEEMORE_EXECUTOR=name`` forces an executor; ``SEEMORE_CALIBRATE=0`` skips measuring
 and takes the choice from a table of known CPU kinds (:func:`table_choice`).
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from ..bench import _cpuinfo, cpu_description
+from ..bench import _cpuinfo, cpu_description, interleaved
 from ..models.seemore import SeemoRe
 from .nhwc import DNN
 
@@ -78,11 +79,10 @@ def calibrate(model: SeemoRe, rounds: int = 3, size: tuple[int, int] = CALIBRATI
     with torch.no_grad():
         for f in runs.values():
             f(x)  # warm-up: oneDNN primitives, allocator
-        for _ in range(rounds):
-            for name, f in runs.items():
-                t = time.perf_counter()
-                f(x)
-                times[name].append(time.perf_counter() - t)
+        for name in interleaved(runs, rounds):
+            t = time.perf_counter()
+            runs[name](x)
+            times[name].append(time.perf_counter() - t)
     return {name: 1e3 * min(t) for name, t in times.items()}
 
 
