@@ -22,9 +22,10 @@ exported graph in OpenVINO (a benchmark-only dependency, like spandrel for ``--p
 Every path's output is compared with the baseline: max abs difference for fp32 paths,
 PSNR for reduced precision. ``faults`` counts the minor page faults of each call: the
 memory the allocator had to map (and the kernel to zero) anew. With interleaved repeats
-a path pays for the heap state the previous path left, so the order is rotated each
-round (every path runs after every other one equally often); ``--blocked`` shows each
-path back to back, as when one module upscales a folder.
+a path pays for the heap state the previous path left, so the rounds follow a balanced
+Latin square (``seemore_sr.bench.interleaved``: every path in every position, and after
+every other path, equally often); ``--blocked`` shows each path back to back, as when
+one module upscales a folder.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def peers(args) -> int:
     print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(
         f"# x4 to 1280x720 (input {w}x{h}), batch 1, fp32, random weights; "
-        f"{args.repeats} interleaved rounds, order rotated"
+        f"{args.repeats} interleaved rounds, balanced order"
     )
     for k, d in diffs.items():
         against = "SPAN in torch" if k.startswith("SPAN") else "the authors' code, same weights"
@@ -306,7 +307,7 @@ def main() -> int:
         f"threads {torch.get_num_threads()}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    order = "back-to-back" if args.blocked else "interleaved (order rotated)"
+    order = "back-to-back" if args.blocked else "interleaved (balanced order)"
     print(f"# output 1280x720, batch 1, {args.repeats} {order} repeats after two warm-ups; median (min..max)")
     print("# faults: median minor page faults per call (memory the allocator mapped anew)")
     results = {}

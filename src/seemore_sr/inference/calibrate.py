@@ -5,7 +5,7 @@ kernels win on AVX-512 Xeons with AMX, and lose to plainer paths on AVX2-only CP
 (BENCHMARKS.md). :func:`fastest_executor` times every candidate on a short calibration
 (the network's first two residual groups on a 144 x 256 input: the per-group work that
 dominates, at feature maps of the size that decides cache behaviour; three interleaved
-rounds, the order rotated each round), and keeps the winner in
+rounds in a balanced order), and keeps the winner in
 ``<cache>/executors.json`` under the CPU model, torch version and channel width (not the
 thread count: processes with different thread counts, such as torchrun's ranks and a
 single process, then run the same executor, and the NHWC executors give the same bytes
@@ -48,7 +48,8 @@ def table_choice() -> str:
     """The choice without measuring, from the CPU's flags: oneDNN's fused kernels on
     AVX-512 CPUs, with PyTorch's ``layer_norm`` on Intel's (fastest on the Xeon, family 6
     model 167) and the composed norm on AMD's (PyTorch's kernel was 2.5x slower on
-    36-channel rows on the EPYC, family 25); plain NHWC ops on AVX2-only CPUs (fastest
+    36-channel rows on the EPYC, family 25; family 26 measured the
+    same order); plain NHWC ops on AVX2-only CPUs (fastest
     exact path on the AVX2 EPYC, family 25 model 1: issue 26)."""
     info = _cpuinfo()
     if DNN and "avx512f" in set(info.get("flags", "").split()):
