@@ -23,7 +23,7 @@ import time
 import torch
 
 from seemore_sr import create_model
-from seemore_sr.bench import cpu_description
+from seemore_sr.bench import cpu_description, interleaved
 from seemore_sr.training.trainer import sr_loss
 
 
@@ -81,14 +81,13 @@ def main() -> None:
             step(k)
         print(f"warm-up {k}: {time.perf_counter() - t:.1f} s", flush=True)
     sync()
-    for _ in range(args.repeats):
-        for k in setups:
-            t = time.perf_counter()
-            step(k)
-            sync()
-            times[k].append(time.perf_counter() - t)
+    for k in interleaved(setups, args.repeats):
+        t = time.perf_counter()
+        step(k)
+        sync()
+        times[k].append(time.perf_counter() - t)
     base = statistics.median(times["fp32"])
-    print(f"batch {args.batch} x {args.patch}px LR on {dev}, {args.repeats} interleaved repeats")
+    print(f"batch {args.batch} x {args.patch}px LR on {dev}, {args.repeats} interleaved repeats, balanced order")
     print(f"{'option':<28} {'it/s':>6} {'s/it (median)':>14} {'vs fp32':>8}")
     for k, ts in times.items():
         med = statistics.median(ts)
