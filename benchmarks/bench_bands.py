@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from seemore_sr import create_model, optimize
-from seemore_sr.bench import cpu_description
+from seemore_sr.bench import cpu_description, interleaved
 from seemore_sr.models.complexity import paper_input_size
 
 HALO = 7
@@ -65,13 +65,12 @@ def main() -> None:
         ref = paths["whole image"]()
         diff = max((f() - ref).abs().max().item() for f in paths.values())
         times = {name: [] for name in paths}
-        for _ in range(args.repeats):
-            for name, f in paths.items():
-                t = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t)
+        for name in interleaved(paths, args.repeats):
+            t = time.perf_counter()
+            paths[name]()
+            times[name].append(time.perf_counter() - t)
     print(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"# one group's finish stage, tiny x4, {w}x{h} features; {args.repeats} interleaved rounds")
+    print(f"# one group's finish stage, tiny x4, {w}x{h} features; {args.repeats} interleaved rounds, balanced order")
     print(f"# banded against whole: max |diff| {diff:.1e}")
     base = statistics.median(times["whole image"])
     for name, t in times.items():

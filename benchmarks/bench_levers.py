@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from seemore_sr.bench import cpu_description
+from seemore_sr.bench import cpu_description, interleaved
 from seemore_sr.inference.nhwc import DNN, NHWCOps, _nchw
 
 _layer_norm = NHWCOps().norm
@@ -168,7 +168,10 @@ def main() -> None:
         raise SystemExit("this PyTorch has no oneDNN (mkldnn) build; these levers are oneDNN's")
     rows, lines = [], []
     lines.append(f"# machine: {cpu_description()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    lines.append(f"# {W}x{H} map, {C} channels (tiny x4 at 720p output); {args.repeats} interleaved rounds, median")
+    lines.append(
+        f"# {W}x{H} map, {C} channels (tiny x4 at 720p output); "
+        f"{args.repeats} interleaved rounds, balanced order, median"
+    )
     with torch.no_grad():
         for kernel, ways in kernels().items():
             mine = next(name for name, (_, ours) in ways.items() if ours)
@@ -180,11 +183,10 @@ def main() -> None:
             times: dict[str, list[float]] = {name: [] for name in ways}
             for fn, _ in ways.values():  # warm-up
                 fn()
-            for _ in range(args.repeats):
-                for name, (fn, _) in ways.items():
-                    t = time.perf_counter()
-                    fn()
-                    times[name].append(time.perf_counter() - t)
+            for name in interleaved(ways, args.repeats):
+                t = time.perf_counter()
+                ways[name][0]()
+                times[name].append(time.perf_counter() - t)
             base = statistics.median(times[mine])
             lines.append(f"\n{kernel}")
             lines.append(f"  {'way':<40} {'ms':>7} {'vs ours':>8} {'max |diff|':>11}")

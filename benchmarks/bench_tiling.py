@@ -4,7 +4,8 @@
     python benchmarks/bench_tiling.py --json benchmarks/results/tiling-<cpu>.json
 
 For each input size: ``Upscaler(tile=0)`` (whole image) and ``tile=256`` (``--tiles``),
-interleaved, median of ``--repeats`` rounds after a warm-up round, plus what ``tile="auto"`` picks for that size.
+interleaved in a balanced order, median of ``--repeats`` rounds after a warm-up round,
+plus what ``tile="auto"`` picks for that size.
 Pause the training campaign first (``scripts/campaign.sh pause``): timings on a loaded
 machine say little (the issue's 33.6 s against 24.0 s were taken that way).
 """
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from seemore_sr.bench import cpu_description
+from seemore_sr.bench import cpu_description, interleaved
 from seemore_sr.inference.upscaler import Upscaler
 
 SIZES = [(384, 256), (512, 512), (640, 480), (768, 512), (1024, 768), (1280, 720)]
@@ -43,12 +44,12 @@ def main() -> None:
     for w, h in SIZES:
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         times = {t: [] for t in args.tiles}
-        for r in range(args.repeats + 1):  # round 0 warms up: oneDNN builds its kernels per shape
-            for t, up in ups.items():
-                start = time.perf_counter()
-                up(img)
-                if r:
-                    times[t].append(time.perf_counter() - start)
+        for up in ups.values():  # a warm-up round: oneDNN builds its kernels per shape
+            up(img)
+        for t in interleaved(ups, args.repeats):
+            start = time.perf_counter()
+            ups[t](img)
+            times[t].append(time.perf_counter() - start)
         med = {t: statistics.median(v) for t, v in times.items()}
         picked = auto.tiled(h, w)
         best = min(med, key=med.get)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import TypeVar
 
 import torch
 
 __all__ = ["cpu_description", "interleaved", "measure", "time_call"]
+
+K = TypeVar("K", bound=Hashable)
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -54,7 +57,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(keys: Iterable[str], rounds: int) -> list[str]:
+def interleaved(keys: Iterable[K], rounds: int) -> list[K]:
     """The order to time ``keys`` in: ``rounds`` rounds of each key once, the rounds being
     the rows of a balanced Latin square (Williams design): in ``n`` rounds of ``n`` keys
     (``2n`` when ``n`` is odd) every key runs once in every position and, within the
