@@ -9,7 +9,12 @@ gives its max difference from the fp32 result:
 
 - the 1x1 convs (90 per image): oneDNN's GEMM with its bias and post-op fused (ours)
   against MKL's plain ``mm`` (no bias), a bias added by ``addmm``, the residual added
-  in place by ``addmm_``, and a channels_last 1x1 conv;
+  in place by ``addmm_``, and a channels_last 1x1 conv; and the same GEMM writing 48
+  channels (12 of them zero: more work, a probe of how 36-channel rows fit the vector
+  width);
+- the sibling pairs (24 per image: fn_1's and to_qv's two halves, RME's ``x`` / ``k``):
+  two 36-channel GEMMs (ours) against one 72-channel GEMM, its halves left as strided
+  views or copied out (the depthwise convs that read them want contiguous maps);
 - their exact GELU (60 per image): fused into the GEMM (ours) against a separate pass;
 - LayerNorm (25 per image): the composed passes (ours) against torch's ``layer_norm``
   and ``rms_norm`` of the centred map; and fused into the GEMM after it (18 of the 25):
@@ -64,7 +69,8 @@ class _MathMode:
 
 def kernels() -> dict[str, dict[str, tuple]]:
     """Per kernel: ``{way: (fn, ours)}``; ``ours`` is True for the way ``optimize`` uses,
-    None for a way that computes less (a floor: no difference is reported for it)."""
+    None for a way that computes something else (a floor or a probe: no difference is
+    reported for it). A way may return a tuple of maps (compared concatenated)."""
     torch.manual_seed(0)
     x = torch.randn(1, H, W, C)
     res = torch.randn(1, H, W, C)
@@ -75,6 +81,12 @@ def kernels() -> dict[str, dict[str, tuple]]:
     w3 = torch.randn(C, C, 3, 3) * 0.05
     xcl = _nchw(x)  # channels_last NCHW view of the NHWC map
     lin = torch.ops.mkldnn._linear_pointwise
+    w48, b48 = torch.cat([w, w.new_zeros(48 - C, C)]), torch.cat([b, b.new_zeros(48 - C)])
+    wp, bp = torch.randn(2 * C, C) * 0.2, torch.randn(2 * C) * 0.1  # a sibling pair, stacked
+    GELU = ("gelu", [], "none")
+
+    def halves(y):
+        return y[..., :C], y[..., C:]
 
     def in_mode(fn):
         def run():
@@ -100,6 +112,19 @@ def kernels() -> dict[str, dict[str, tuple]]:
         "MKL addmm (bias)": (lambda: torch.addmm(b, x2, wt).view(1, H, W, C), False),
         "1x1 conv, channels_last": (lambda: F.conv2d(xcl, w4, b).permute(0, 2, 3, 1), False),
         "oneDNN GEMM, bf16 math mode": (in_mode(lambda: lin(x, w, b, "none", [], "")), False),
+        "oneDNN GEMM to 48 channels (12 zero)": (lambda: lin(x, w48, b48, "none", [], ""), None),
+    }
+
+    def stacked():
+        return halves(lin(x, wp, bp, *GELU))
+
+    def two():
+        return lin(x, wp[:C], bp[:C], *GELU), lin(x, wp[C:], bp[C:], *GELU)
+
+    pair = {
+        "two GEMMs 36->36 + GELU (ours)": (two, True),
+        "one GEMM 36->72 + GELU, halves as views": (stacked, False),
+        "... halves copied out contiguous": (lambda: tuple(h.contiguous() for h in stacked()), False),
     }
     gemm_add = {
         "oneDNN GEMM + add fused (ours)": (lambda: lin.binary(x, res, w, b, "add"), True),
@@ -152,11 +177,16 @@ def kernels() -> dict[str, dict[str, tuple]]:
     return {
         "1x1 conv (GEMM 57600x36x36)": gemm,
         "1x1 conv + residual add": gemm_add,
+        "a sibling pair of 1x1 convs + GELU (36 -> 2 x 36)": pair,
         "1x1 conv + exact GELU": gemm_gelu,
         "LayerNorm with affine": norm,
         "LayerNorm into the next GEMM (C->2C, GELU)": norm_gemm,
         "3x3 conv 36->36 + GELU": conv,
     }
+
+
+def _joined(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return torch.cat(out, -1) if isinstance(out, tuple) else out
 
 
 def main() -> None:
@@ -175,9 +205,9 @@ def main() -> None:
     with torch.no_grad():
         for kernel, ways in kernels().items():
             mine = next(name for name, (_, ours) in ways.items() if ours)
-            ref = ways[mine][0]()
+            ref = _joined(ways[mine][0]())
             diffs = {
-                name: None if ours is None else (fn().float() - ref).abs().max().item()
+                name: None if ours is None else (_joined(fn()).float() - ref).abs().max().item()
                 for name, (fn, ours) in ways.items()
             }
             times: dict[str, list[float]] = {name: [] for name in ways}
