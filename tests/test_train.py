@@ -52,6 +52,9 @@ def test_loss_and_schedule():
     assert sr_loss(x, x).item() == 0
     assert sr_loss(x, x + 0.1, fft_weight=0).item() == pytest.approx(0.1, abs=1e-6)
     assert sr_loss(x, x + 0.1).item() > 0.1  # the FFT term adds (DC component differs)
+    y = x + torch.linspace(-0.3, 0.3, 8)  # errors of several sizes: L1 and L2 differ
+    assert sr_loss(x, y, fft_weight=0, pixel_loss="l2").item() == pytest.approx(((x - y) ** 2).mean().item(), rel=1e-5)
+    assert sr_loss(x, y, fft_weight=0).item() == pytest.approx((x - y).abs().mean().item(), rel=1e-5)
     ms = [0.5, 0.8, 0.9, 0.95]
     assert [lr_at(i, 1e-3, 100, ms, 0.5) for i in (0, 49, 50, 80, 90, 95, 99)] == [
         1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5, 6.25e-5
@@ -76,6 +79,7 @@ def test_config_validation(tmp_path):
         load_config(tmp_path / "nope.yaml")
     for bad, key in (("train.gamma=0", "train.gamma"), ("train.fft_weight=-0.1", "train.fft_weight"),
                      ("train.lr=0", "train.lr"), ("train.threads=-1", "train.threads"), ("train.seed=-3", "train.seed"),
+                     ("train.pixel_loss=l3", "train.pixel_loss"),
                      ("data.train=[]", "data.train")):  # fmt: skip
         with pytest.raises(ConfigError, match=key):
             load_config("cpu", [bad])

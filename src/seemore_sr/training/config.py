@@ -63,6 +63,7 @@ class TrainSection:
     warmup: int = 0  # iterations of linear warmup from lr / warmup (both schedules)
     decay: int = 0  # wsd: the last `decay` iterations anneal linearly to 0; 0 = constant (a trunk)
     branch_from: str | None = None  # a run's state.pt to continue from (weights, optimizer, EMA, iteration)
+    pixel_loss: str = "l1"  # l1 (the paper's) | l2 (mean squared error, the measure PSNR is made of)
     fft_weight: float = 0.1
     teacher: str = ""  # "" or dat-light: distillation from its cached outputs (training/teacher.py)
     teacher_weight: float = 0.5  # the L1 to the teacher's output, beside the loss to HR
@@ -171,6 +172,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.warmup / train.decay: must be >= 0, got {t.warmup} / {t.decay}")
     if t.warmup + t.decay > t.iterations:
         raise ConfigError(f"train.warmup + train.decay ({t.warmup} + {t.decay}) exceed train.iterations")
+    if t.pixel_loss not in ("l1", "l2"):
+        raise ConfigError(f"train.pixel_loss: must be l1 or l2, got {t.pixel_loss!r}")
     if t.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision: must be fp32 or bf16, got {t.precision!r}")
     if t.teacher and t.teacher not in TEACHERS:

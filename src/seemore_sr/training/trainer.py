@@ -50,9 +50,10 @@ class TrainingError(ConfigError):
     """A run that cannot start or go on; ``key`` / ``suggest`` as for :class:`ConfigError`."""
 
 
-def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1) -> Tensor:
-    """L1 in pixels + ``fft_weight`` x L1 between real/imag parts of ``rfft2``."""
-    pixel = F.l1_loss(sr, hr)
+def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1, pixel_loss: str = "l1") -> Tensor:
+    """L1 (or, ``pixel_loss="l2"``, the mean squared error) in pixels + ``fft_weight`` x L1
+    between real/imag parts of ``rfft2``."""
+    pixel = F.mse_loss(sr, hr) if pixel_loss == "l2" else F.l1_loss(sr, hr)
     if fft_weight == 0:
         return pixel
     a = torch.fft.rfft2(sr.float())
@@ -543,7 +544,7 @@ def _step(s: _Setup, it: int, autocast) -> float:
         with sync:  # DDP: one all-reduce per step, after the last micro-batch
             with autocast:
                 sr = s.net(low[i : i + step])
-            loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight)
+            loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight, t.pixel_loss)
             if teach is not None:  # distillation: L1 to the teacher's output too
                 loss = loss + t.teacher_weight * F.l1_loss(sr.float(), teach[i : i + step])
             loss = loss * (min(step, n - i) / n)
