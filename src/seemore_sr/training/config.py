@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 TEACHERS = ("dat-light",)  # train.teacher's choices (training/teacher.py)
+PIXEL_LOSSES = ("l1", "l2")  # train.pixel_loss's choices (trainer.sr_loss)
 
 __all__ = ["ConfigError", "ModelSection", "DataSection", "TrainSection", "TrainConfig", "load_config", "RECIPES"]
 
@@ -172,8 +173,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.warmup / train.decay: must be >= 0, got {t.warmup} / {t.decay}")
     if t.warmup + t.decay > t.iterations:
         raise ConfigError(f"train.warmup + train.decay ({t.warmup} + {t.decay}) exceed train.iterations")
-    if t.pixel_loss not in ("l1", "l2"):
-        raise ConfigError(f"train.pixel_loss: must be l1 or l2, got {t.pixel_loss!r}")
+    if t.pixel_loss not in PIXEL_LOSSES:
+        raise ConfigError(f"train.pixel_loss: must be one of {', '.join(PIXEL_LOSSES)}, got {t.pixel_loss!r}")
     if t.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision: must be fp32 or bf16, got {t.precision!r}")
     if t.teacher and t.teacher not in TEACHERS:

@@ -50,10 +50,13 @@ class TrainingError(ConfigError):
     """A run that cannot start or go on; ``key`` / ``suggest`` as for :class:`ConfigError`."""
 
 
+_PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}  # config.PIXEL_LOSSES's names
+
+
 def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1, pixel_loss: str = "l1") -> Tensor:
     """L1 (or, ``pixel_loss="l2"``, the mean squared error) in pixels + ``fft_weight`` x L1
     between real/imag parts of ``rfft2``."""
-    pixel = F.mse_loss(sr, hr) if pixel_loss == "l2" else F.l1_loss(sr, hr)
+    pixel = _PIXEL_LOSSES[pixel_loss](sr, hr)
     if fft_weight == 0:
         return pixel
     a = torch.fft.rfft2(sr.float())
