@@ -162,13 +162,17 @@ def seemore(*args: str, log: Path) -> None:
     print(proc.stdout, end="")
 
 
-def train_branch(run: Path, sets: list[str], threads: int) -> subprocess.Popen:
+def train_branch(run: Path, sets: list[str], threads: int, nproc: int = 1) -> subprocess.Popen:
+    """``seemore train`` of a branch in the background; ``nproc`` > 1: that many data-parallel
+    ranks of ``threads`` each under torchrun (one batch, split; the same steps as one process)."""
     args = ["train", str(RECIPE.relative_to(ROOT)), "--run", str(run.relative_to(ROOT)), "--no-progress"]
     args += [a for s in [*sets, "train.ema_decay=0", f"train.threads={threads}"] for a in ("--set", s)]
-    print("+ seemore " + " ".join(args), flush=True)
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+    print(f"+ {'torchrun ' if launch else ''}seemore " + " ".join(args), flush=True)
     run.mkdir(parents=True, exist_ok=True)
     log = (run / "train.log").open("a")
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "seemore_sr", *args]
+    # "--": torchrun's own parser would take "--run" for an abbreviation of its "--run-path"
+    cmd = ["nice", "-n", "10", sys.executable, *launch, "-m", "seemore_sr", *(["--"] if launch else []), *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
 
 
@@ -310,13 +314,15 @@ def extend(
     threads: int = 2,
     continues: str = "",
     extra: list[str] = (),
+    nproc: int = 1,
 ) -> None:
     """Continue the shipped x``scale`` weights for ``iters`` more iterations (warmup 50, then a
     linear decay to 0 from ``lr``): a CPU session's way to give x3 / x4 more training than
     their short fine-tunes had. Ships by the same rule; the ledger counts the iterations and
     hours of the run it continues plus its own. ``data``: the training folders (default: the
     recipe's); ``tag`` names the run apart, so two arms of an A/B can run side by side;
-    ``extra``: more ``--set`` overrides (e.g. ``data.synthetic=0.1``), kept in the ledger."""
+    ``extra``: more ``--set`` overrides (e.g. ``data.synthetic=0.1``), kept in the ledger;
+    ``nproc``: data-parallel ranks of ``threads`` each (torchrun), for one run on every core."""
     runs = [e for e in ledger() if e.get("scale") == scale and e.get("kind") != "trunk"]
     shipped_runs = [e for e in runs if e.get("shipped")]
     base = next((e for e in runs if e["run"] == continues), None) if continues else shipped_runs[-1]
@@ -344,7 +350,7 @@ def extend(
         if data:
             sets.append(f"data.train=[{', '.join(data)}]")
         sets += list(extra)
-        if train_branch(run, sets, threads=threads).wait():
+        if train_branch(run, sets, threads=threads, nproc=nproc).wait():
             sys.exit(f"x{scale} extension failed, see {run}/train.log")
     finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
            continues=base["run"], sets=list(extra))  # fmt: skip
@@ -451,7 +457,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-4, help="extend: peak learning rate (default 3e-4)")
     p.add_argument("--data", nargs="+", default=[], help="extend: training folders (default: the recipe's)")
     p.add_argument("--tag", default="", help="extend: a suffix for the run's name (the arms of an A/B)")
-    p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="extend: torch threads (default 2), per rank with --nproc")
+    p.add_argument("--nproc", type=int, default=1, help="extend: data-parallel ranks under torchrun (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extend: another training override")
     p.add_argument(
         "--continues",
@@ -463,7 +470,7 @@ def main() -> None:
     if args.command == "extend":
         if not args.scale:
             sys.exit("extend needs --scale")
-        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads, args.continues, args.set)
+        extend(args.scale, args.iters, args.lr, args.data, args.tag, args.threads, args.continues, args.set, args.nproc)
         return
     if args.command == "adopt":
         if not args.folder:

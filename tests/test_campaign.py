@@ -5,8 +5,11 @@ package's weights and ``campaign/held/`` without training anything.
 """
 
 import json
+import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import load_script
 
@@ -28,15 +31,17 @@ def campaign(tmp_path, monkeypatch):
     paths["LEDGER"].write_text(json.dumps(first) + "\n")
 
     mod.started = []  # (run name, the init weights' bytes) of each fake training
+    mod.launched = []  # (threads, nproc) of each
     mod.scores = []  # what the fake evaluation of the next runs returns: (Set5, B100)
 
     class Done:
         def wait(self):
             return 0
 
-    def train_branch(run, sets, threads):
+    def train_branch(run, sets, threads, nproc=1):
         init = (run / "init.safetensors").read_bytes()
         mod.started.append((run.name, init))
+        mod.launched.append((threads, nproc))
         (run / "latest.safetensors").write_bytes(init + b"+trained")
         return Done()
 
@@ -47,6 +52,7 @@ def campaign(tmp_path, monkeypatch):
         (run / "eval.txt").write_text("")
         return out
 
+    mod.real_train_branch = mod.train_branch
     monkeypatch.setattr(mod, "train_branch", train_branch)
     monkeypatch.setattr(mod, "evaluate", evaluate)
     monkeypatch.setattr(mod, "border_rim", lambda weights: {"border": 0, "interior": 0})
@@ -84,3 +90,33 @@ def test_extend_refuses_what_it_cannot_start_from(campaign, capsys):
         campaign.extend(4, 10, 3e-4, continues="old-miss")
     assert [name for name, _ in campaign.started] == ["campaign-x4-ext-110"]  # nothing else started
     assert sorted(p.name for p in campaign.RUNS.iterdir()) == []  # and no empty run folders left behind
+
+
+def test_extend_passes_its_ranks_on(campaign):
+    campaign.scores = [(29.9, 27.1)]
+    campaign.extend(4, 10, 3e-4, threads=1, nproc=2)
+    assert campaign.launched == [(1, 2)]
+
+
+@pytest.mark.slow
+def test_a_branch_trains_under_torchrun(campaign, tmp_path, monkeypatch):
+    """--nproc 2: two gloo ranks of one thread train one branch in the recipe's channels_last
+    (DDP's buffer broadcast failed there), one of them logs and writes (the CPU-seconds
+    summed over ranks: test_train's torchrun test)."""
+    recipe = tmp_path / "campaign" / "recipes" / "cpu-trunk.yaml"
+    recipe.parent.mkdir(parents=True)
+    shutil.copyfile(campaign.RECIPE, recipe)
+    monkeypatch.setattr(campaign, "RECIPE", recipe)
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    run = campaign.RUNS / "ddp"
+    sets = ["model.init_from=null", "data.train=[imgs]", "data.val=null", "data.patch_size=16", "train.batch_size=4",
+            "train.micro_batch=0", "train.iterations=4", "train.warmup=1", "train.log_every=2"]  # fmt: skip
+    proc = campaign.real_train_branch(run, sets, threads=1, nproc=2)
+    assert proc.wait(timeout=300) == 0, (run / "train.log").read_text()[-3000:]
+    log = (run / "train.log").read_text()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if "loss" in r] == [2, 4], log[-3000:]
+    assert log.count("train: ") >= 1 and (run / "latest.safetensors").exists()

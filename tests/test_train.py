@@ -307,6 +307,8 @@ def test_two_process_gloo_ranks_stay_identical(tmp_path, data):
         assert torch.equal(r0[k], r1[k]), k
     losses = [json.loads(line)["iter"] for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
     assert len(losses) == len(set(losses)) > 0  # one logger (rank 0), not one per rank
+    # the CPU-seconds logged are every rank's (the campaign's CPU-hours), not rank 0's share
+    assert [torch.load(run / f"sum{r}.pt", weights_only=True).item() for r in (0, 1)] == [3.0, 3.0]
     assert (run / "latest.safetensors").exists()
 
 

@@ -170,6 +170,17 @@ def _rank() -> tuple[int, int]:
     return 0, 1
 
 
+def _ranks_sum(value: float) -> float:
+    """``value`` summed over torchrun's ranks (``value`` itself in a single process). A
+    collective: every rank calls it at the same step."""
+    if _rank()[1] == 1:
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total.item())
+
+
 def plot_curves(run: Path) -> Path | None:
     """Loss and validation PSNR curves from ``metrics.jsonl`` to ``curves.png``."""
     try:
@@ -342,9 +353,15 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
         ema.load_state_dict(model.state_dict())
         ema.requires_grad_(False)
     net: nn.Module = model
-    if world > 1:  # ranks route to different experts, so some parameters go unused on some ranks
+    if world > 1:
+        # Ranks route to different experts, so some parameters go unused on some ranks. The
+        # one buffer is the constant RGB mean: nothing to broadcast before every forward (and
+        # in channels_last, gloo's broadcast of it fails on its aliased flat copy).
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+            broadcast_buffers=False,
         )
     return _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
 
@@ -432,17 +449,20 @@ class _RunLog:
 
     def step(self, done: int, loss: float, learning_rate: float, every: int, last: bool = False) -> None:
         """One training step; every ``every`` steps, and at the run's ``last`` step, a row:
-        mean loss, it/s, CPU-seconds (a short run still leaves its numbers)."""
+        mean loss, it/s, CPU-seconds of all ranks (a short run still leaves its numbers)."""
         self.sum, self.count = self.sum + loss, self.count + 1
         self.learning_rate = learning_rate
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}")
-        if (done % every and not last) or not self.on:
+        if done % every and not last:
+            return
+        # CPU-seconds of every rank's process (all threads): what the run cost, not rank 0's share
+        cpu, self.cpu_tick = _ranks_sum(time.process_time() - self.cpu_tick), time.process_time()
+        if not self.on:
             return
         mean = self.sum / self.count
         speed = self.count / (time.perf_counter() - self.tick)
-        cpu = time.process_time() - self.cpu_tick  # CPU-seconds of this process (all threads)
         # device: GPU rows count as GPU-minutes, not CPU-hours
         self._write(
             {"iter": done, "loss": mean, "lr": learning_rate, "it_s": speed, "cpu_s": cpu, "device": self.device}
@@ -450,7 +470,7 @@ class _RunLog:
         if self.tb is not None:
             self.tb.add_scalar("train/loss", mean, done)
             self.tb.add_scalar("train/lr", learning_rate, done)
-        self.sum, self.count, self.tick, self.cpu_tick = 0.0, 0, time.perf_counter(), time.process_time()
+        self.sum, self.count, self.tick = 0.0, 0, time.perf_counter()
 
     def validation(self, done: int, metrics: dict) -> None:
         self._write({"iter": done, "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"]})
