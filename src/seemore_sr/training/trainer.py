@@ -356,7 +356,8 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
     if world > 1:
         # Ranks route to different experts, so some parameters go unused on some ranks. The
         # one buffer is the constant RGB mean: nothing to broadcast before every forward (and
-        # in channels_last, gloo's broadcast of it fails on its aliased flat copy).
+        # for a channels_last model the broadcast failed: "some elements of the input tensor
+        # and the written-to tensor refer to a single memory location").
         net = nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
