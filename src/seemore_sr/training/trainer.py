@@ -19,6 +19,7 @@ gradients are averaged by DistributedDataParallel; only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -357,12 +358,19 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
         # Ranks route to different experts, so some parameters go unused on some ranks. The
         # one buffer is the constant RGB mean: nothing to broadcast before every forward (and
         # for a channels_last model the broadcast failed: "some elements of the input tensor
-        # and the written-to tensor refer to a single memory location").
-        net = nn.parallel.DistributedDataParallel(
+        # and the written-to tensor refer to a single memory location"). Newer torch names
+        # the switch forward_sync_buffers and deprecates broadcast_buffers.
+        ddp = nn.parallel.DistributedDataParallel
+        no_sync = (
+            "forward_sync_buffers"
+            if "forward_sync_buffers" in inspect.signature(ddp).parameters
+            else "broadcast_buffers"
+        )
+        net = ddp(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True,
-            broadcast_buffers=False,
+            **{no_sync: False},
         )
     return _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
 
