@@ -361,7 +361,7 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
         # and the written-to tensor refer to a single memory location"). Newer torch names
         # the switch forward_sync_buffers and deprecates broadcast_buffers.
         ddp = nn.parallel.DistributedDataParallel
-        no_sync = (
+        buffer_sync = (
             "forward_sync_buffers"
             if "forward_sync_buffers" in inspect.signature(ddp).parameters
             else "broadcast_buffers"
@@ -370,7 +370,7 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True,
-            **{no_sync: False},
+            **{buffer_sync: False},
         )
     return _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
 
