@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from seemore_sr import create_model, save_model
 from seemore_sr.cli import main
-from seemore_sr.training.config import ConfigError, load_config
+from seemore_sr.training.config import PIXEL_LOSSES, ConfigError, load_config
 from seemore_sr.training.trainer import TrainingError, lr_at, schedule_lr, sr_loss, train
 
 from .conftest import ROOT
@@ -55,6 +55,8 @@ def test_loss_and_schedule():
     y = x + torch.linspace(-0.3, 0.3, 8)  # errors of several sizes: L1 and L2 differ
     assert sr_loss(x, y, fft_weight=0, pixel_loss="l2").item() == pytest.approx(((x - y) ** 2).mean().item(), rel=1e-5)
     assert sr_loss(x, y, fft_weight=0).item() == pytest.approx((x - y).abs().mean().item(), rel=1e-5)
+    for name in PIXEL_LOSSES:  # every name the config accepts is a loss sr_loss computes
+        assert sr_loss(x, y, fft_weight=0, pixel_loss=name).item() > 0
     ms = [0.5, 0.8, 0.9, 0.95]
     assert [lr_at(i, 1e-3, 100, ms, 0.5) for i in (0, 49, 50, 80, 90, 95, 99)] == [
         1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5, 6.25e-5
