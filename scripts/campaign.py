@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -176,6 +177,33 @@ def train_branch(run: Path, sets: list[str], threads: int, nproc: int = 1) -> su
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
 
 
+def wait_trained(jobs: list[tuple[str, Path, int, subprocess.Popen]]) -> None:
+    """Wait for each ``(what, run, end, proc)`` to train ``run`` to iteration ``end``.
+
+    A SIGTERM to the campaign is passed on to the trainers, which save their state after the
+    step in flight (under torchrun the launcher hands it to every rank); a run that stopped
+    short ends the campaign here, before any evaluation, and the same command resumes it.
+    """
+    stopping = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for *_, proc in jobs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        codes = [proc.wait() for *_, proc in jobs]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for (what, run, end, _), code in zip(jobs, codes, strict=True):
+        if code and not stopping:  # torchrun's launcher exits non-zero after passing a signal on
+            sys.exit(f"{what} failed, see {run}/train.log")
+        if (done := _iteration(run) if (run / "latest.safetensors").exists() else 0) < end:
+            sys.exit(f"{what} stopped at iteration {done} of {end}; the same command resumes it")
+
+
 def evaluate(run: Path, scale: int) -> dict:
     out = run / "eval.json"
     if not out.exists():
@@ -279,11 +307,10 @@ def branches() -> None:
     if not (cool / "latest.safetensors").exists() or _iteration(cool) < end:
         sets = [f"train.branch_from={(TRUNK / 'state.pt').relative_to(ROOT)}", f"train.iterations={end}",
                 f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
-        if train_branch(cool, sets, threads=2).wait():
-            sys.exit(f"x2 cool-down failed, see {cool}/train.log")
+        wait_trained([("x2 cool-down", cool, end, train_branch(cool, sets, threads=2))])
     # kept until the fine-tunes, which start from it, are done
     finish(cool, 2, t, COOL, base_hours + cpu_hours(cool, t), gpu_minutes(TRUNK), keep=True)
-    procs = {}
+    jobs = []
     warm = min(50, FINETUNE // 4)
     scales = (3, 4) if FINETUNE > 0 else ()  # FT_ITERS=0: the cool-down alone (x3 / x4 wait for a GPU)
     for s in scales:
@@ -293,10 +320,8 @@ def branches() -> None:
         sets = [f"model.scale={s}", f"model.init_from={(cool / 'latest.safetensors').relative_to(ROOT)}",
                 f"train.iterations={FINETUNE}", f"train.warmup={warm}", f"train.decay={FINETUNE - warm}",
                 f"train.val_every={FINETUNE}"]  # fmt: skip
-        procs[s] = (run, train_branch(run, sets, threads=1))  # x3 and x4 side by side, a core each
-    for s, (run, proc) in procs.items():
-        if proc.wait():
-            sys.exit(f"x{s} fine-tune failed, see {run}/train.log")
+        jobs.append((f"x{s} fine-tune", run, FINETUNE, train_branch(run, sets, threads=1)))  # side by side
+    wait_trained(jobs)
     for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
         finish(run, s, t, FINETUNE, base_hours + cpu_hours(cool, t) + cpu_hours(run), gpu_minutes(TRUNK))
@@ -350,8 +375,7 @@ def extend(
         if data:
             sets.append(f"data.train=[{', '.join(data)}]")
         sets += list(extra)
-        if train_branch(run, sets, threads=threads, nproc=nproc).wait():
-            sys.exit(f"x{scale} extension failed, see {run}/train.log")
+        wait_trained([(f"x{scale} extension", run, iters, train_branch(run, sets, threads=threads, nproc=nproc))])
     finish(run, scale, base["trunk_iter"], total, base["cpu_hours"] + cpu_hours(run), base.get("gpu_minutes") or 0.0,
            continues=base["run"], sets=list(extra))  # fmt: skip
 

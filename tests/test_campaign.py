@@ -34,6 +34,8 @@ def campaign(tmp_path, monkeypatch):
     mod.launched = []  # (threads, nproc) of each
     mod.scores = []  # what the fake evaluation of the next runs returns: (Set5, B100)
 
+    mod.trained = {}  # run name -> the iteration its fake training reached
+
     class Done:
         def wait(self):
             return 0
@@ -43,6 +45,7 @@ def campaign(tmp_path, monkeypatch):
         mod.started.append((run.name, init))
         mod.launched.append((threads, nproc))
         (run / "latest.safetensors").write_bytes(init + b"+trained")
+        mod.trained[run.name] = int(next(s for s in sets if s.startswith("train.iterations=")).split("=")[1])
         return Done()
 
     def evaluate(run, scale):
@@ -55,6 +58,7 @@ def campaign(tmp_path, monkeypatch):
     mod.real_train_branch = mod.train_branch
     monkeypatch.setattr(mod, "train_branch", train_branch)
     monkeypatch.setattr(mod, "evaluate", evaluate)
+    monkeypatch.setattr(mod, "_iteration", lambda run: mod.trained[run.name])
     monkeypatch.setattr(mod, "border_rim", lambda weights: {"border": 0, "interior": 0})
     return mod
 
@@ -120,3 +124,83 @@ def test_a_branch_trains_under_torchrun(campaign, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows if "loss" in r] == [2, 4], log[-3000:]
     assert log.count("train: ") >= 1 and (run / "latest.safetensors").exists()
+
+
+def test_a_sigterm_to_the_campaign_is_passed_on_and_a_stopped_run_is_not_evaluated(campaign, tmp_path):
+    """The campaign hands its SIGTERM to the trainer and waits for it; a run that stopped short
+    (torchrun's launcher exits non-zero after passing a signal on) ends the campaign with how to
+    resume, and is neither evaluated nor recorded."""
+    import os
+    import signal
+
+    class Trainer:
+        signals = []
+
+        def poll(self):
+            return None
+
+        def send_signal(self, sig):
+            self.signals.append(sig)
+
+        def wait(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # to the campaign, while it waits
+            return 1
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "latest.safetensors").write_bytes(b"")
+    campaign.trained["r"] = 700
+    trainer = Trainer()
+    with pytest.raises(SystemExit, match="x4 extension stopped at iteration 700 of 3400; the same command resumes"):
+        campaign.wait_trained([("x4 extension", run, 3400, trainer)])
+    assert trainer.signals == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the campaign's own handling is back
+
+    class Failed(Trainer):
+        def wait(self):
+            return 1
+
+    with pytest.raises(SystemExit, match="x4 extension failed, see"):
+        campaign.wait_trained([("x4 extension", run, 3400, Failed())])
+
+
+@pytest.mark.slow
+def test_a_sigterm_stops_every_torchrun_rank_after_the_same_step(campaign, tmp_path, monkeypatch):
+    """SIGTERM to torchrun: its launcher passes it to both ranks, they agree on the step to stop
+    after, rank 0 saves that step's state (not a checkpoint interval's) and both exit in time,
+    so the launcher never has to kill them; the run then resumes from that step."""
+    import signal
+    import time
+
+    import torch
+
+    recipe = tmp_path / "campaign" / "recipes" / "cpu-trunk.yaml"
+    recipe.parent.mkdir(parents=True)
+    shutil.copyfile(campaign.RECIPE, recipe)
+    monkeypatch.setattr(campaign, "RECIPE", recipe)
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    run = campaign.RUNS / "stop"
+    sets = ["model.init_from=null", "data.train=[imgs]", "data.val=null", "data.patch_size=16", "train.batch_size=4",
+            "train.micro_batch=0", "train.warmup=1", "train.log_every=1", "train.ckpt_every=10000"]  # fmt: skip
+    proc = campaign.real_train_branch(run, [*sets, "train.iterations=10000"], threads=1, nproc=2)
+    metrics, deadline = run / "metrics.jsonl", time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.1)
+    assert proc.poll() is None, (run / "train.log").read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    proc.wait(timeout=120)
+    log = (run / "train.log").read_text()
+    assert time.time() - sent < 30 and "forcefully" not in log, log[-3000:]  # the launcher's grace is 30 s
+    stopped = [line for line in log.splitlines() if line.startswith("train: stopped at iteration")]
+    assert len(stopped) == 1 and stopped[0].endswith("(SIGTERM); state saved, rerun to resume"), log[-3000:]
+    done = int(stopped[0].split()[4])
+    assert 1 <= done < 10000 and torch.load(run / "state.pt", weights_only=True)["iteration"] == done
+
+    proc = campaign.real_train_branch(run, [*sets, f"train.iterations={done + 2}"], threads=1, nproc=2)
+    assert proc.wait(timeout=300) == 0, (run / "train.log").read_text()[-3000:]
+    assert torch.load(run / "state.pt", weights_only=True)["iteration"] == done + 2
+    assert f"starting at iteration {done}/" in (run / "train.log").read_text()

@@ -171,14 +171,14 @@ def _rank() -> tuple[int, int]:
     return 0, 1
 
 
-def _ranks_sum(value: float) -> float:
-    """``value`` summed over torchrun's ranks (``value`` itself in a single process). A
-    collective: every rank calls it at the same step."""
+def _ranks_sum(value: float, op: str = "sum") -> float:
+    """``value`` summed (``op="max"``: the largest) over torchrun's ranks, ``value`` itself in a
+    single process. A collective: every rank calls it at the same step."""
     if _rank()[1] == 1:
         return value
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
     total = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(total)
+    dist.all_reduce(total, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return float(total.item())
 
 
@@ -212,17 +212,20 @@ def plot_curves(run: Path) -> Path | None:
 class _Stop:
     """Whether the run should stop cleanly now: a SIGTERM arrived or the time limit passed.
 
-    Both act only in a single-process run (under torchrun every rank must stop at the
-    same step), the handler only on the main thread; ``restore`` puts the previous one
-    back. The time limit counts from ``start()``, the first training step.
+    Under torchrun the agent forwards its SIGTERM to every rank, and each rank keeps its own
+    clock; the ranks agree at every step (one all-reduce of the reason), so all of them stop
+    after the same step and rank 0 saves it. The handler is set only on the main thread;
+    ``restore`` puts the previous one back. The time limit counts from ``start()``, the first
+    training step. ``why``: "SIGTERM" or "time limit" once stopping.
     """
 
+    REASONS = ("", "time limit", "SIGTERM")  # all-reduced as their index: a SIGTERM anywhere wins
+
     def __init__(self, time_limit: float | None) -> None:
-        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-        self.signalled, self.deadline = False, math.inf
-        self.time_limit = time_limit if single else None
+        self.signalled, self.deadline, self.time_limit = False, math.inf, time_limit
+        self.why = ""
         self.previous = None
-        if single and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._on_term)
 
     def _on_term(self, *_: object) -> None:
@@ -233,7 +236,10 @@ class _Stop:
             self.deadline = time.perf_counter() + self.time_limit
 
     def __call__(self) -> bool:
-        return self.signalled or time.perf_counter() > self.deadline
+        """A collective under torchrun: every rank calls it once per step."""
+        local = 2 if self.signalled else 1 if time.perf_counter() > self.deadline else 0
+        self.why = self.REASONS[int(_ranks_sum(local, op="max"))]
+        return bool(self.why)
 
     def restore(self) -> None:
         if self.previous is not None:
@@ -625,8 +631,7 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
         if done % t.ckpt_every == 0 or done == end or stop_now:
             ckpt.save(p, metrics)
         if stop_now:
-            why = "SIGTERM" if stopping.signalled else "time limit"
-            log.say(f"train: stopped at iteration {done} ({why}); state saved, rerun to resume")
+            log.say(f"train: stopped at iteration {done} ({stopping.why}); state saved, rerun to resume")
             break
     log.close(run)
     return {"iteration": p.iteration, "best_psnr": p.best, "best_iter": p.best_iter, "model": s.model}
