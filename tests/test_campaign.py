@@ -5,10 +5,14 @@ package's weights and ``campaign/held/`` without training anything.
 """
 
 import json
+import os
 import shutil
+import signal
+import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import load_script
@@ -102,11 +106,9 @@ def test_extend_passes_its_ranks_on(campaign):
     assert campaign.launched == [(1, 2)]
 
 
-@pytest.mark.slow
-def test_a_branch_trains_under_torchrun(campaign, tmp_path, monkeypatch):
-    """--nproc 2: two gloo ranks of one thread train one branch in the recipe's channels_last
-    (DDP's buffer broadcast failed there), one of them logs and writes (the CPU-seconds
-    summed over ranks: test_train's torchrun test)."""
+@pytest.fixture
+def real_branch(campaign, tmp_path, monkeypatch):
+    """The campaign with its real recipe and trainer (torchrun) and four small noise images."""
     recipe = tmp_path / "campaign" / "recipes" / "cpu-trunk.yaml"
     recipe.parent.mkdir(parents=True)
     shutil.copyfile(campaign.RECIPE, recipe)
@@ -115,10 +117,18 @@ def test_a_branch_trains_under_torchrun(campaign, tmp_path, monkeypatch):
     (tmp_path / "imgs").mkdir()
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-    run = campaign.RUNS / "ddp"
+    return campaign
+
+
+@pytest.mark.slow
+def test_a_branch_trains_under_torchrun(real_branch):
+    """--nproc 2: two gloo ranks of one thread train one branch in the recipe's channels_last
+    (DDP's buffer broadcast failed there), one of them logs and writes (the CPU-seconds
+    summed over ranks: test_train's torchrun test)."""
+    run = real_branch.RUNS / "ddp"
     sets = ["model.init_from=null", "data.train=[imgs]", "data.val=null", "data.patch_size=16", "train.batch_size=4",
             "train.micro_batch=0", "train.iterations=4", "train.warmup=1", "train.log_every=2"]  # fmt: skip
-    proc = campaign.real_train_branch(run, sets, threads=1, nproc=2)
+    proc = real_branch.real_train_branch(run, sets, threads=1, nproc=2)
     assert proc.wait(timeout=300) == 0, (run / "train.log").read_text()[-3000:]
     log = (run / "train.log").read_text()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -130,8 +140,6 @@ def test_a_sigterm_to_the_campaign_is_passed_on_and_a_stopped_run_is_not_evaluat
     """The campaign hands its SIGTERM to the trainer and waits for it; a run that stopped short
     (torchrun's launcher exits non-zero after passing a signal on) ends the campaign with how to
     resume, and is neither evaluated nor recorded."""
-    import os
-    import signal
 
     class Trainer:
         signals = []
@@ -150,11 +158,11 @@ def test_a_sigterm_to_the_campaign_is_passed_on_and_a_stopped_run_is_not_evaluat
     run.mkdir()
     (run / "latest.safetensors").write_bytes(b"")
     campaign.trained["r"] = 700
-    trainer = Trainer()
+    trainer, before = Trainer(), signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit, match="x4 extension stopped at iteration 700 of 3400; the same command resumes"):
         campaign.wait_trained([("x4 extension", run, 3400, trainer)])
     assert trainer.signals == [signal.SIGTERM]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the campaign's own handling is back
+    assert signal.getsignal(signal.SIGTERM) is before  # the campaign's own handling is back
 
     class Failed(Trainer):
         def wait(self):
@@ -165,27 +173,14 @@ def test_a_sigterm_to_the_campaign_is_passed_on_and_a_stopped_run_is_not_evaluat
 
 
 @pytest.mark.slow
-def test_a_sigterm_stops_every_torchrun_rank_after_the_same_step(campaign, tmp_path, monkeypatch):
+def test_a_sigterm_stops_every_torchrun_rank_after_the_same_step(real_branch):
     """SIGTERM to torchrun: its launcher passes it to both ranks, they agree on the step to stop
     after, rank 0 saves that step's state (not a checkpoint interval's) and both exit in time,
     so the launcher never has to kill them; the run then resumes from that step."""
-    import signal
-    import time
-
-    import torch
-
-    recipe = tmp_path / "campaign" / "recipes" / "cpu-trunk.yaml"
-    recipe.parent.mkdir(parents=True)
-    shutil.copyfile(campaign.RECIPE, recipe)
-    monkeypatch.setattr(campaign, "RECIPE", recipe)
-    rng = np.random.default_rng(0)
-    (tmp_path / "imgs").mkdir()
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-    run = campaign.RUNS / "stop"
+    run = real_branch.RUNS / "stop"
     sets = ["model.init_from=null", "data.train=[imgs]", "data.val=null", "data.patch_size=16", "train.batch_size=4",
             "train.micro_batch=0", "train.warmup=1", "train.log_every=1", "train.ckpt_every=10000"]  # fmt: skip
-    proc = campaign.real_train_branch(run, [*sets, "train.iterations=10000"], threads=1, nproc=2)
+    proc = real_branch.real_train_branch(run, [*sets, "train.iterations=10000"], threads=1, nproc=2)
     metrics, deadline = run / "metrics.jsonl", time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text().strip()):
         time.sleep(0.1)
@@ -200,7 +195,7 @@ def test_a_sigterm_stops_every_torchrun_rank_after_the_same_step(campaign, tmp_p
     done = int(stopped[0].split()[4])
     assert 1 <= done < 10000 and torch.load(run / "state.pt", weights_only=True)["iteration"] == done
 
-    proc = campaign.real_train_branch(run, [*sets, f"train.iterations={done + 2}"], threads=1, nproc=2)
+    proc = real_branch.real_train_branch(run, [*sets, f"train.iterations={done + 2}"], threads=1, nproc=2)
     assert proc.wait(timeout=300) == 0, (run / "train.log").read_text()[-3000:]
     assert torch.load(run / "state.pt", weights_only=True)["iteration"] == done + 2
     assert f"starting at iteration {done}/" in (run / "train.log").read_text()
