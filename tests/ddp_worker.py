@@ -1,5 +1,5 @@
 """Run by test_train via torchrun: trains, then saves this rank's weights and what
-``_ranks_sum`` makes of rank + 1 on every rank."""
+``_ranks_reduce`` makes of rank + 1 on every rank."""
 
 import sys
 
@@ -7,11 +7,11 @@ import torch
 import torch.distributed as dist
 
 from seemore_sr.training.config import load_config
-from seemore_sr.training.trainer import _ranks_sum, train
+from seemore_sr.training.trainer import _ranks_reduce, train
 
 run, *sets = sys.argv[1:]
 result = train(load_config(None, sets), run, progress=False)
 rank = dist.get_rank()
 torch.save(result["model"].state_dict(), f"{run}/rank{rank}.pt")  # each rank's own trained module
-torch.save(torch.tensor(_ranks_sum(rank + 1.0)), f"{run}/sum{rank}.pt")
+torch.save(torch.tensor(_ranks_reduce(rank + 1.0)), f"{run}/sum{rank}.pt")
 dist.destroy_process_group()

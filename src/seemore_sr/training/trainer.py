@@ -171,9 +171,9 @@ def _rank() -> tuple[int, int]:
     return 0, 1
 
 
-def _ranks_sum(value: float, op: str = "sum") -> float:
-    """``value`` summed (``op="max"``: the largest) over torchrun's ranks, ``value`` itself in a
-    single process. A collective: every rank calls it at the same step."""
+def _ranks_reduce(value: float, op: str = "sum") -> float:
+    """``value`` summed over torchrun's ranks (``op="max"``: the largest of them), ``value``
+    itself in a single process. A collective: every rank calls it at the same step."""
     if _rank()[1] == 1:
         return value
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
@@ -238,7 +238,7 @@ class _Stop:
     def __call__(self) -> bool:
         """A collective under torchrun: every rank calls it once per step."""
         local = 2 if self.signalled else 1 if time.perf_counter() > self.deadline else 0
-        self.why = self.REASONS[int(_ranks_sum(local, op="max"))]
+        self.why = self.REASONS[int(_ranks_reduce(local, op="max"))]
         return bool(self.why)
 
     def restore(self) -> None:
@@ -473,7 +473,7 @@ class _RunLog:
         if done % every and not last:
             return
         # CPU-seconds of every rank's process (all threads): what the run cost, not rank 0's share
-        cpu, self.cpu_tick = _ranks_sum(time.process_time() - self.cpu_tick), time.process_time()
+        cpu, self.cpu_tick = _ranks_reduce(time.process_time() - self.cpu_tick), time.process_time()
         if not self.on:
             return
         mean = self.sum / self.count
