@@ -290,6 +290,8 @@ def test_sigterm_saves_state_and_exits(tmp_path, data):
     assert "SIGTERM" in out
     it = torch.load(run / "state.pt", weights_only=True)["iteration"]
     assert 1 <= it < 10_000  # saved at the stop, not at a checkpoint interval
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any("val_psnr" in r for r in rows)  # no validation delays the save after a SIGTERM
 
 
 @pytest.mark.slow

@@ -621,8 +621,11 @@ def _train(cfg: TrainConfig, run: Path, progress: bool, stop_after: int | None, 
         log.step(done, loss, learning_rate, t.log_every, last)
         metrics = None
         validated = validated or (s.val and done % t.val_every == 0)
-        if s.val and s.rank == 0 and (done % t.val_every == 0 or done == t.iterations or (last and not validated)):
-            validated = True  # a run that ends before its first validation still gets one
+        # a run that ends before its first validation still gets one, unless a SIGTERM ended it:
+        # then the state is saved at once (torchrun's launcher kills its ranks 30 s after the signal)
+        final = last and not validated and stopping.why != "SIGTERM"
+        if s.val and s.rank == 0 and (done % t.val_every == 0 or done == t.iterations or final):
+            validated = True
             metrics = validate(s.weights, s.val, s.model.config.scale)
             log.validation(done, metrics)
             if metrics["psnr"] > p.best:
