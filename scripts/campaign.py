@@ -200,7 +200,7 @@ def wait_trained(jobs: list[tuple[str, Path, int, subprocess.Popen]]) -> None:
     for (what, run, end, _), code in zip(jobs, codes, strict=True):
         if code and not stopping:  # torchrun's launcher exits non-zero after passing a signal on
             sys.exit(f"{what} failed, see {run}/train.log")
-        if (done := _iteration(run) if (run / "latest.safetensors").exists() else 0) < end:
+        if (done := _reached(run)) < end:
             sys.exit(f"{what} stopped at iteration {done} of {end}; the same command resumes it")
 
 
@@ -304,7 +304,7 @@ def branches() -> None:
         trunk_snapshots(t)
     cool = RUNS / f"campaign-x2-cool-{t}"
     end = t + COOL
-    if not (cool / "latest.safetensors").exists() or _iteration(cool) < end:
+    if _reached(cool) < end:
         sets = [f"train.branch_from={(TRUNK / 'state.pt').relative_to(ROOT)}", f"train.iterations={end}",
                 f"train.decay={COOL}", f"train.val_every={COOL}"]  # fmt: skip
         wait_trained([("x2 cool-down", cool, end, train_branch(cool, sets, threads=2))])
@@ -315,7 +315,7 @@ def branches() -> None:
     scales = (3, 4) if FINETUNE > 0 else ()  # FT_ITERS=0: the cool-down alone (x3 / x4 wait for a GPU)
     for s in scales:
         run = RUNS / f"campaign-x{s}-ft-{t}"
-        if (run / "latest.safetensors").exists() and _iteration(run) >= FINETUNE:
+        if _reached(run) >= FINETUNE:
             continue
         sets = [f"model.scale={s}", f"model.init_from={(cool / 'latest.safetensors').relative_to(ROOT)}",
                 f"train.iterations={FINETUNE}", f"train.warmup={warm}", f"train.decay={FINETUNE - warm}",
@@ -368,7 +368,7 @@ def extend(
             sys.exit(f"extend: {source.relative_to(ROOT)} is missing: {base['run']}'s weights were not held")
         run.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, init)
-    if not (run / "latest.safetensors").exists() or _iteration(run) < iters:
+    if _reached(run) < iters:
         sets = [f"model.scale={scale}", f"model.init_from={init.relative_to(ROOT)}", f"train.iterations={iters}",
                 f"train.lr={lr}", "train.warmup=50", f"train.decay={iters - 50}",
                 f"train.val_every={iters}"]  # fmt: skip
@@ -385,6 +385,11 @@ def _iteration(run: Path) -> int:
 
     with safe_open(str(run / "latest.safetensors"), "pt") as f:
         return int(json.loads(f.metadata().get("provenance", "{}")).get("iterations", 0))
+
+
+def _reached(run: Path) -> int:
+    """The iteration ``run`` has trained to: 0 before its first checkpoint."""
+    return _iteration(run) if (run / "latest.safetensors").exists() else 0
 
 
 def adopt(folder: Path) -> None:
