@@ -19,7 +19,7 @@ from seemore_sr import load_model
 from seemore_sr.cli import main
 from seemore_sr.serve import is_loopback
 from seemore_sr.serve.app import create_app
-from seemore_sr.serve.jobs import Jobs, Settings, safe_name
+from seemore_sr.serve.jobs import Job, Jobs, Settings, safe_name
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +275,24 @@ def test_a_closed_page_cancels_its_job(small_model, photos, tmp_path):
             time.sleep(0.05)
         assert job_id not in jobs.jobs
         assert wait(base, post(base, photos / "a.png").json()["id"])["state"] == "done"  # still serving
+
+
+class FinishingJob(Job):
+    """A running job that the worker finishes just after the event stream has read its view."""
+
+    def view(self, position=0):
+        out = super().view(position)
+        if self.state == "running":
+            self.state, self.error = "failed", "finished between two reads"
+        return out
+
+
+def test_the_event_stream_ends_with_the_final_state(small_model, tmp_path):
+    """The last event is the job's end, even when the job ends while its view is being sent."""
+    with serving(small_model, tmp_path / "srv") as (base, jobs):
+        job = FinishingJob("a.png", tmp_path, Settings("small-x2", "fp32", "auto", None), state="running")
+        jobs.jobs[job.id] = job
+        assert wait(base, job.id)["state"] == "failed"
 
 
 def test_finished_jobs_expire_and_close_removes_everything(small_model, photos, tmp_path):

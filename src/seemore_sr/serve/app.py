@@ -200,11 +200,12 @@ def create_app(
                 last = None
                 while True:
                     job.seen = time.monotonic()
+                    over = job.over  # read before the view: the last event sent is the job's final state
                     view = job.view(jobs.position(job))
                     if view != last:
                         yield f"data: {json.dumps(view)}\n\n"
                         last = view
-                    if job.over:
+                    if over:
                         return
                     await asyncio.sleep(0.1)
             finally:
