@@ -19,6 +19,7 @@ gradients are averaged by DistributedDataParallel; only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import json
 import math
@@ -171,6 +172,28 @@ def _rank() -> tuple[int, int]:
     return 0, 1
 
 
+class _ProcessGroup:
+    """torchrun's process group, opened here unless the caller opened one (then it is theirs
+    to close). ``close`` frees what still uses it first (the DDP wrapper can outlive the run in
+    a reference cycle on rank 0), so that the group is not torn down at interpreter exit with
+    gloo's threads still running: that aborted a rank now and then (SIGABRT, "terminate called
+    without an active exception") after a run had finished and saved."""
+
+    def __init__(self) -> None:
+        self.owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+        if self.owned:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+    def close(self, barrier: bool) -> None:
+        """``barrier``: wait for every rank first (not after a failure: the others may never come)."""
+        if not (self.owned and dist.is_initialized()):
+            return
+        gc.collect()
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def _ranks_reduce(value: float, op: str = "sum") -> float:
     """``value`` summed over torchrun's ranks (``op="max"``: the largest of them), ``value``
     itself in a single process. A collective: every rank calls it at the same step."""
@@ -261,11 +284,15 @@ def train(
     loading and validation before it are not charged), stops the run cleanly: the
     iteration in flight finishes, the state is saved, and rerunning resumes from there.
     """
+    group = _ProcessGroup()
     stop = _Stop(time_limit)
     try:
-        return _train(cfg, Path(run_dir), progress, stop_after, stop)
+        result = _train(cfg, Path(run_dir), progress, stop_after, stop)
+        group.close(barrier=True)
+        return result
     finally:
         stop.restore()
+        group.close(barrier=False)
 
 
 def _check_data_paths(cfg: TrainConfig) -> None:
@@ -313,9 +340,7 @@ class _Setup:
 
 
 def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
-    """Processes (torchrun's ranks), device, model, optimizer, EMA and data."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    """Device, model, optimizer, EMA and data for this rank (the process group is open)."""
     rank, world = _rank()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
