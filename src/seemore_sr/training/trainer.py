@@ -173,23 +173,26 @@ def _rank() -> tuple[int, int]:
 
 
 class _ProcessGroup:
-    """torchrun's process group, opened here unless the caller opened one (then it is theirs
-    to close). ``close`` frees what still uses it first (the DDP wrapper can outlive the run in
-    a reference cycle on rank 0), so that the group is not torn down at interpreter exit with
-    gloo's threads still running: that aborted a rank now and then (SIGABRT, "terminate called
-    without an active exception") after a run had finished and saved."""
+    """torchrun's process group for a ``with`` block, opened here unless the caller opened one
+    (then it is theirs to close). Leaving the block frees what still uses the group before
+    destroying it (the DDP wrapper can outlive the run in a reference cycle on rank 0), so
+    the group is not torn down at interpreter exit with gloo's threads still running: that
+    aborted a rank now and then (SIGABRT, "terminate called without an active exception")
+    after a run had finished and saved."""
 
     def __init__(self) -> None:
         self.owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
         if self.owned:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
-    def close(self, barrier: bool) -> None:
-        """``barrier``: wait for every rank first (not after a failure: the others may never come)."""
-        if not (self.owned and dist.is_initialized()):
+    def __enter__(self) -> _ProcessGroup:
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *_: object) -> None:
+        if not self.owned:
             return
         gc.collect()
-        if barrier:
+        if failure is None:  # every rank finished: wait for them (after a failure others may never come)
             dist.barrier()
         dist.destroy_process_group()
 
@@ -284,15 +287,12 @@ def train(
     loading and validation before it are not charged), stops the run cleanly: the
     iteration in flight finishes, the state is saved, and rerunning resumes from there.
     """
-    group = _ProcessGroup()
-    stop = _Stop(time_limit)
-    try:
-        result = _train(cfg, Path(run_dir), progress, stop_after, stop)
-        group.close(barrier=True)
-        return result
-    finally:
-        stop.restore()
-        group.close(barrier=False)
+    with _ProcessGroup():
+        stop = _Stop(time_limit)
+        try:
+            return _train(cfg, Path(run_dir), progress, stop_after, stop)
+        finally:
+            stop.restore()
 
 
 def _check_data_paths(cfg: TrainConfig) -> None:
