@@ -9,9 +9,11 @@ gives its max difference from the fp32 result:
 
 - the 1x1 convs (90 per image): oneDNN's GEMM with its bias and post-op fused (ours)
   against MKL's plain ``mm`` (no bias), a bias added by ``addmm``, the residual added
-  in place by ``addmm_``, and a channels_last 1x1 conv; and the same GEMM writing 48
-  channels (12 of them zero: more work, a probe of how 36-channel rows fit the vector
-  width);
+  in place by ``addmm_``, a channels_last 1x1 conv, oneDNN's GEMM with its weight
+  prepacked (as inductor's freezing does) and the GEMM the other way round on an NCHW
+  map (``W @ X``, the pixels along the vectors); the same GEMM writing 48 channels (12
+  of them zero: more work) or 32, probes of how 36-channel rows fit the vector width;
+  and a copy of the map, the floor that memory traffic sets;
 - the sibling pairs (24 per image: fn_1's and to_qv's two halves, RME's ``x`` / ``k``):
   two 36-channel GEMMs (ours) against one 72-channel GEMM, its halves left as strided
   views or copied out (the depthwise convs that read them want contiguous maps);
@@ -77,6 +79,7 @@ def kernels() -> dict[str, dict[str, tuple]]:
     w, b = torch.randn(C, C) * 0.2, torch.randn(C) * 0.1
     wt, x2 = w.t().contiguous(), x.view(-1, C)
     w4 = w[:, :, None, None].contiguous()
+    xt, copy = x2.t().contiguous(), torch.empty_like(x)  # the map in NCHW order; a copy's target
     lnw, lnb = torch.randn(C), torch.randn(C)
     w3 = torch.randn(C, C, 3, 3) * 0.05
     xcl = _nchw(x)  # channels_last NCHW view of the NHWC map
@@ -113,7 +116,13 @@ def kernels() -> dict[str, dict[str, tuple]]:
         "1x1 conv, channels_last": (lambda: F.conv2d(xcl, w4, b).permute(0, 2, 3, 1), False),
         "oneDNN GEMM, bf16 math mode": (in_mode(lambda: lin(x, w, b, "none", [], "")), False),
         "oneDNN GEMM to 48 channels (12 zero)": (lambda: lin(x, w48, b48, "none", [], ""), None),
+        "oneDNN GEMM to 32 channels (a probe)": (lambda: lin(x, w[:32], b[:32], "none", [], ""), None),
+        "NCHW map: W @ X, MKL addmm (bias)": (lambda: torch.addmm(b[:, None], w, xt).t().view(1, H, W, C), False),
+        "a copy of the map (the memory floor)": (lambda: copy.copy_(x), None),
     }
+    if hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):  # what inductor's freezing does
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, H * W)
+        gemm["oneDNN GEMM, weight prepacked"] = (lambda: lin(x, packed, b, "none", [], ""), False)
 
     def stacked():
         return halves(lin(x, wp, bp, *GELU))
