@@ -79,7 +79,7 @@ def kernels() -> dict[str, dict[str, tuple]]:
     w, b = torch.randn(C, C) * 0.2, torch.randn(C) * 0.1
     wt, x2 = w.t().contiguous(), x.view(-1, C)
     w4 = w[:, :, None, None].contiguous()
-    xt, copy = x2.t().contiguous(), torch.empty_like(x)  # the map in NCHW order; a copy's target
+    xt, dst = x2.t().contiguous(), torch.empty_like(x)  # the map in NCHW order; a copy's target
     lnw, lnb = torch.randn(C), torch.randn(C)
     w3 = torch.randn(C, C, 3, 3) * 0.05
     xcl = _nchw(x)  # channels_last NCHW view of the NHWC map
@@ -118,7 +118,7 @@ def kernels() -> dict[str, dict[str, tuple]]:
         "oneDNN GEMM to 48 channels (12 zero)": (lambda: lin(x, w48, b48, "none", [], ""), None),
         "oneDNN GEMM to 32 channels (a probe)": (lambda: lin(x, w[:32], b[:32], "none", [], ""), None),
         "NCHW map: W @ X, MKL addmm (bias)": (lambda: torch.addmm(b[:, None], w, xt).t().view(1, H, W, C), False),
-        "a copy of the map (the memory floor)": (lambda: copy.copy_(x), None),
+        "a copy of the map (the memory floor)": (lambda: dst.copy_(x), None),
     }
     if hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):  # what inductor's freezing does
         packed = torch.ops.mkldnn._reorder_linear_weight(w, H * W)
