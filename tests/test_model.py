@@ -194,8 +194,8 @@ def test_config_is_frozen():
 
 def test_registry():
     names = list_models()
-    assert "seemore-tiny-x4" in names and "seemore-large-x2" in names and len(names) == 12
-    with pytest.raises(ValueError, match="known models: .*seemore-tiny-x2"):
+    assert "seemore-tiny-x4" in names and "seemore-large-x2" in names and len(names) == 24
+    with pytest.raises(ValueError, match="with bundled weights: .*seemore-tiny-x2"):
         create_model("seemore-huge-x2")
     with pytest.raises(TypeError, match="unknown config field"):
         create_model("seemore-tiny-x2", embed_dim=12)

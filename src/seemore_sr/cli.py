@@ -7,6 +7,9 @@ import sys
 
 __all__ = ["main"]
 
+# data.degrade.PRESETS's names, here so that argument parsing does not import torch (a test checks the copy)
+DEGRADE_PRESETS = ("clean", "jpeg50", "jpeg70", "jpeg90", "noise5", "noise10", "mixed")
+
 
 def _override_args(items: list[str]) -> dict[str, object]:
     import yaml
@@ -107,7 +110,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = model.config
         variant = variant_of(cfg.num_layers, cfg.embedding_dim)
         tile: int | str = "auto" if args.tile is None else args.tile
-        method = Upscaler(model, device=args.device, tile=tile, mirror=args.mirror)
+        if args.denoise is not None:
+            model = args.model  # the blend is made from the bundled weights the name stands for
+        method = Upscaler(model, device=args.device, tile=tile, mirror=args.mirror, denoise=args.denoise)
     results = evaluate(
         method,
         args.data,
@@ -115,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         save_images=args.save_images,
         progress=not args.no_progress,
         log=lambda m: print(m, file=sys.stderr),
+        degrade=args.degrade,
     )
     paper = {}
     if args.compare_paper:
@@ -125,7 +131,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     head = f"{'dataset':<10} {'PSNR':>8} {'SSIM':>8} {'images':>6}"
     if paper:
         head += f" {'paper PSNR':>11} {'paper SSIM':>11}"
-    print(f"{args.model} x{args.scale} (Y channel, crop {args.scale})")
+    deg = "" if args.degrade == "clean" else f", LR degraded: {args.degrade}"
+    print(f"{args.model} x{args.scale} (Y channel, crop {args.scale}{deg})")
     print(head)
     for r in results:
         s = r.summary()
@@ -213,6 +220,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         force_precision=args.force_precision,
         mirror=args.mirror,
+        denoise=args.denoise,
     )
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     summary = upscale_files(
@@ -458,6 +466,25 @@ def _mirror(text: str) -> int | str:
     return value
 
 
+def _denoise(text: str) -> float | str:
+    """``--denoise``: auto, or a strength from 0 to 1."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, or a strength from 0 (clean weights) to 1 (-real weights)")
+    return value
+
+
+_DENOISE_HELP = (
+    "0..1: the network interpolated between the clean (0) and -real (1) weights of the model's scale; auto: "
+    "decided per image from its JPEG quality and noise"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -499,8 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("upscale", parents=[threads], help="upscale images, folders or globs")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     q.add_argument("-o", "--output", required=True, help="output folder")
-    q.add_argument("--model", help="registry name or checkpoint (default: bundled seemore-tiny-x{scale})")
+    q.add_argument(
+        "--model",
+        help="registry name or checkpoint (default: bundled seemore-tiny-x{scale}); seemore-tiny-x{2,4}-real "
+        "for JPEGs, noisy or blurred photos",
+    )
     q.add_argument("--scale", type=int, choices=[2, 3, 4], help="pick the bundled model of this scale")
+    q.add_argument("--denoise", type=_denoise, metavar="S|auto", help=_DENOISE_HELP + " (the default for -real)")
     q.add_argument("--suffix", default="", help="appended to output file names")
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
     q.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1..100 (default 95)")
@@ -585,7 +617,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", metavar="PATH", help="write the results as JSON")
     q.add_argument("--csv", metavar="PATH", help="write one CSV row per dataset (PSNR, SSIM, images)")
     q.add_argument("--compare-paper", action="store_true", help="show the paper's numbers side by side")
-    q.add_argument("--save-images", metavar="DIR", help="save the SR outputs here")
+    q.add_argument("--save-images", metavar="DIR", help="save the SR outputs here (and degraded LR inputs)")
+    q.add_argument(
+        "--degrade",
+        default="clean",
+        choices=DEGRADE_PRESETS,
+        help="a fixed degradation of every LR after the bicubic downscale, seeded by the file's name: "
+        "jpeg50/70/90 (JPEG quality), noise5/10 (Gaussian sigma on 0..255), mixed (HR blur sigma 0.5 x scale, "
+        "noise 5, JPEG 60); default clean",
+    )
+    q.add_argument(
+        "--denoise", type=_denoise, metavar="S|auto", help=_DENOISE_HELP + " (default: the weights as named)"
+    )
     q.add_argument(
         "--mirror",
         type=_mirror,

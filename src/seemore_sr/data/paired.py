@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .degrade import DegradeConfig, degrade_patch
 from .images import ImageError, list_images, read_image
 from .imresize import imresize
 from .synthetic import synthetic_patch
@@ -124,11 +125,13 @@ class PairedImages:
         cache: Path | None | str = "default",
         progress: bool = False,
         synthetic: float = 0.0,
+        degrade: DegradeConfig | None = None,
     ) -> None:
         from .._fs import cache_dir, release_free_memory
 
         self.scale, self.patch, self.seed = scale, patch_size, seed
         self.synthetic = synthetic  # fraction of patches made by data.synthetic (flat colours, shapes)
+        self.degrade = degrade if degrade is not None and degrade.enabled else None  # random LR degradations
         self.teach: list[np.ndarray] | None = None  # a teacher's outputs, HR-sized, one per pair (training/teacher.py)
         start = time.perf_counter()
         files = [p for f in folders for p in find_pairs(Path(f), scale)]
@@ -205,6 +208,8 @@ class PairedImages:
         for i in range(offset, n_total):
             if made[i]:
                 lr, hr = synthetic_patch(np.random.default_rng([self.seed, iteration, 2, i]), p, s)
+                if self.degrade is not None:
+                    lr = degrade_patch(hr, lr, s, np.random.default_rng([self.seed, iteration, 3, i]), self.degrade)
                 lrs.append(lr)
                 hrs.append(hr)
                 teach.append(hr)
@@ -214,6 +219,8 @@ class PairedImages:
             y, x = int(ys[i] * (h - p + 1)), int(xs[i] * (w - p + 1))
             lr = pair.lr[y : y + p, x : x + p]
             hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            if self.degrade is not None:  # its own stream: the crops are those of a clean run
+                lr = degrade_patch(hr, lr, s, np.random.default_rng([self.seed, iteration, 3, i]), self.degrade)
             lrs.append(_augment(lr, aug[i]))
             hrs.append(_augment(hr, aug[i]))
             if self.teach is not None:

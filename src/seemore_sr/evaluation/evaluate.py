@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .._fs import atomic_path
+from ..data.degrade import PRESETS, degrade_lr
 from ..data.images import ImageError, read_image
 from ..data.imresize import imresize
 from ..data.paired import DataError, find_pairs
@@ -80,9 +81,17 @@ def evaluate(
     save_images: str | Path | None = None,
     progress: bool = True,
     log=print,
+    degrade: str = "clean",
 ) -> list[DatasetResult]:
-    """Evaluate ``method`` (``"bicubic"`` or an :class:`Upscaler`) on each dataset folder."""
+    """Evaluate ``method`` (``"bicubic"`` or an :class:`Upscaler`) on each dataset folder.
+
+    ``degrade``: a preset of :data:`~seemore_sr.data.degrade.PRESETS` applied to every LR
+    (after the MATLAB-bicubic downscale), its noise seeded by the file's name; with
+    ``save_images`` the degraded LR is saved beside each output (``<name>_lr.png``)."""
     from ..inference.upscaler import Upscaler
+
+    if degrade not in PRESETS:
+        raise ValueError(f"degradation preset {degrade!r}: not one of {', '.join(PRESETS)}")
 
     results = []
     for folder in map(Path, datasets):
@@ -111,7 +120,7 @@ def evaluate(
                         f"(at least {11 + 2 * scale} pixels a side)"
                     )
                 hr = np.ascontiguousarray(hr[:h, :w])
-                lr = lr_for(hr, scale, lr_path)
+                lr = degrade_lr(lr_for(hr, scale, lr_path), hr, scale, degrade, path.name)
                 if method == "bicubic":
                     sr = imresize(lr, float(scale))
                 else:
@@ -125,6 +134,8 @@ def evaluate(
                     out = Path(save_images) / folder.name / f"{path.stem}.png"
                     out.parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(sr).save(out)
+                    if degrade != "clean":
+                        Image.fromarray(lr).save(out.with_name(f"{path.stem}_lr.png"))
             except (ImageError, ValueError, OSError) as e:
                 msg = str(e) if str(path) in str(e) else f"{path}: {e}"
                 res.errors.append(msg)

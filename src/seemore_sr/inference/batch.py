@@ -59,9 +59,14 @@ class Summary:
     remedies: set[str] = field(default_factory=set)  # Refused.remedy of the failures: what would help
     seconds: float = 0.0
     joins: list = field(default_factory=list)  # videos whose segments ranks share: (plan, replace), joined last
+    strengths: list[float] = field(default_factory=list)  # denoise "auto": the strength each image got
 
     def line(self) -> str:
-        return f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed in {self.seconds:.1f}s"
+        line = f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed in {self.seconds:.1f}s"
+        if self.strengths:
+            lo, hi = min(self.strengths), max(self.strengths)
+            line += f"; denoise (auto) {lo:.1f}" + (f" to {hi:.1f}" if hi > lo else "")
+        return line
 
 
 def collect_inputs(
@@ -139,9 +144,11 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
                         raise ValueError(f"animated image ({im.n_frames} frames); only single images are upscaled")
                     if decode:
                         im.load()
-                        info = dict(im.info)
+                        info, tables = dict(im.info), getattr(im, "quantization", None)
                         im = ImageOps.exif_transpose(im)
                         im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
+                        if tables:  # a JPEG's quality, for the denoise strength "auto" (inference/denoise.py)
+                            im.quantization = tables
             finally:
                 Image.MAX_IMAGE_PIXELS = old
                 _PIL_GUARD.release()
@@ -356,6 +363,9 @@ def upscale_files(
                 raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
             _check_format(im, out_fmt)
             out = upscaler(_read_png16(src) if deep else im)
+            if getattr(upscaler, "auto", False) and upscaler.estimate is not None:
+                summary.strengths.append(upscaler.estimate.strength)
+                (bar.write if bar else log)(f"{shown(src)}: {upscaler.estimate.describe()}")
             try:
                 if deep:
                     with atomic_path(dst, replace=existing == "overwrite") as tmp:

@@ -44,6 +44,11 @@ class Upscaler:
     (bundled weights), a checkpoint path or a SeemoRe module, with ``device``,
     ``precision``, ``backend``, ``executor``, ``force_precision`` and ``mirror`` (the
     pixels mirrored around the image against the border rim; see ``Engine``).
+    ``denoise``: for a registry name whose clean and ``-real`` weights are both bundled, a
+    strength from 0 (the clean weights) to 1 (the real ones), the network interpolated
+    between them (:mod:`~.denoise`), or ``"auto"``: decided per image from its JPEG quality
+    and noise (:attr:`estimate` tells what the last image got). Default: ``"auto"`` for a
+    ``-real`` name, else the weights as they are. Not thread-safe with ``"auto"``.
     ``tile``: ``"auto"`` (:meth:`Engine.tile_for`), ``0`` (never), or a tile side in input
     pixels; tiled output equals untiled output. ``outscale``: final scale relative to the
     input (e.g. 3.5); the network's output is resized to it with MATLAB-style bicubic
@@ -64,14 +69,25 @@ class Upscaler:
         progress: bool | Callable[[int, int], None] = False,
         force_precision: bool = False,
         mirror: int | str = MIRROR,
+        denoise: float | str | None = None,
     ) -> None:
+        self._pair: tuple[dict, dict, nn.Module] | None = None  # clean and real weights, for blends
+        self._blends: dict[float, Engine] = {}  # the engine of each strength used
+        self.auto = False  # denoise="auto": a strength per image
+        self.strength: float | None = None  # the denoise strength of the last image (None: no blend)
+        self.estimate = None  # denoise="auto": what the last image's estimate read (denoise.Estimate)
         if isinstance(model, Engine):
+            if denoise is not None:
+                raise OptionError("denoise", denoise, "needs a registry name, not a built engine")
             self.engine = model
         else:
-            self.engine = Engine(
-                model, device=device, precision=precision, backend=backend, executor=executor,
+            self._engine_args = dict(
+                device=device, precision=precision, backend=backend, executor=executor,
                 force_precision=force_precision, mirror=mirror,
             )  # fmt: skip
+            self._pair, start = _denoise_pair(model, denoise)
+            self.auto = denoise == "auto" or (denoise is None and self._pair is not None)
+            self.engine = Engine(model, **self._engine_args) if self._pair is None else self._blend(start)
         if tile != "auto" and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 0):
             raise OptionError("tile", tile, "must be 'auto', 0 or a positive integer")
         self.tile = tile
@@ -80,6 +96,29 @@ class Upscaler:
         self.outscale = outscale
         self.progress = progress
         self.frame: Frame | None = None  # the pixels mirrored around every image; None: the engine's choice per image
+
+    def _blend(self, strength: float) -> Engine:
+        """The engine of the weights at ``strength`` (built once, then reused)."""
+        if strength not in self._blends:
+            clean, real, holder = self._pair
+            from .denoise import blend_state
+
+            holder.load_state_dict(blend_state(clean, real, strength))
+            self._blends[strength] = Engine(holder, **self._engine_args)
+        self.strength = strength
+        return self._blends[strength]
+
+    def _choose(self, image) -> None:
+        """denoise="auto": the strength ``image`` asks for, and its engine."""
+        if not self.auto:
+            return
+        from .denoise import estimate
+
+        if isinstance(image, Tensor):
+            t = image if image.ndim == 3 else image[0]
+            image = t.detach().float().cpu().permute(1, 2, 0).numpy()
+        self.estimate = estimate(image)
+        self.engine = self._blend(self.estimate.strength)
 
     # the engine's facts, for callers that only hold the upscaler
     model = property(lambda self: self.engine.model)
@@ -180,6 +219,7 @@ class Upscaler:
     # ------------------------------------------------------------------ images
     def __call__(self, image):
         """Upscale a PIL image, numpy array or tensor; returns the same kind (see module doc)."""
+        self._choose(image)
         if isinstance(image, Image.Image):
             return self._pil(image)
         if isinstance(image, np.ndarray):
@@ -253,6 +293,33 @@ class Upscaler:
                 arr = arr[..., 0]
         out = self._numpy(arr)
         return Image.fromarray(out)
+
+
+def _denoise_pair(model: object, denoise: float | str | None) -> tuple[tuple[dict, dict, nn.Module] | None, float]:
+    """``((clean state, real state, a module to load blends into), first strength)`` for a
+    registry name with both weights bundled when a blend is asked for (``denoise`` given,
+    or a ``-real`` name's default ``auto``); ``(None, 0)`` when the weights run as they are."""
+    real_name = isinstance(model, str) and model.endswith("-real")
+    if denoise is None and not real_name:
+        return None, 0.0
+    if denoise != "auto" and denoise is not None:
+        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0 <= denoise <= 1:
+            raise OptionError("denoise", denoise, "must be a strength from 0 to 1, or 'auto'")
+    from ..models.hub import bundled_weights, load_model
+    from ..models.registry import clean_name
+
+    shipped = bundled_weights()
+    pairs = ", ".join(n for n in shipped if n.endswith("-real") and clean_name(n) in shipped)
+    if not isinstance(model, str) or clean_name(model) not in shipped or f"{clean_name(model)}-real" not in shipped:
+        if real_name and denoise is None and isinstance(model, str) and model in shipped:
+            return None, 0.0  # a -real file without its clean twin: run it as it is
+        raise OptionError(
+            "denoise", denoise, f"needs a model name with bundled clean and -real weights ({pairs or 'none'})"
+        )
+    clean = load_model(clean_name(model))
+    real = load_model(f"{clean_name(model)}-real")
+    start = 1.0 if denoise in (None, "auto") else float(denoise)
+    return (clean.state_dict(), real.state_dict(), clean), start
 
 
 def _color(a: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ __all__ = [
     "config_for",
     "make_config",
     "parse_name",
+    "clean_name",
+    "FLAVOURS",
     "create_model",
     "variant_of",
 ]
@@ -27,19 +29,34 @@ VARIANTS: dict[str, dict[str, object]] = {
     "large": dict(num_layers=16, embedding_dim=48, use_shuffle=False, recursive=1),
 }
 SCALES = (1, 2, 3, 4)
-_NAME = re.compile(r"^seemore-(?P<variant>[a-z]+)-x(?P<scale>\d+)$")
+FLAVOURS = ("", "-real")  # clean bicubic weights; weights for real photos (JPEG, noise, blur), same network
+_NAME = re.compile(r"^seemore-(?P<variant>[a-z]+)-x(?P<scale>\d+)(?P<flavour>-real)?$")
 
 
 def list_models() -> list[str]:
-    """All registered names, e.g. ``seemore-tiny-x4``."""
-    return [f"seemore-{v}-x{s}" for v in VARIANTS for s in SCALES]
+    """All registered names, e.g. ``seemore-tiny-x4`` and ``seemore-tiny-x4-real`` (the same
+    network; which have bundled weights: :func:`~seemore_sr.models.hub.bundled_weights`)."""
+    return [f"seemore-{v}-x{s}{f}" for f in FLAVOURS for v in VARIANTS for s in SCALES]
 
 
 def parse_name(name: str) -> tuple[str, int]:
+    """``(variant, scale)`` of a registered name; an unknown name is an error that says which
+    names have bundled weights."""
     m = _NAME.match(name)
     if not m or m["variant"] not in VARIANTS or int(m["scale"]) not in SCALES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+        from .hub import bundled_weights
+
+        have = ", ".join(bundled_weights()) or "none"
+        raise ValueError(
+            f"unknown model {name!r}: names are seemore-{{{'|'.join(VARIANTS)}}}-x{{{'|'.join(map(str, SCALES))}}}"
+            f" with an optional -real; with bundled weights: {have}"
+        )
     return m["variant"], int(m["scale"])
+
+
+def clean_name(name: str) -> str:
+    """The clean-weights name of a registered name (``seemore-tiny-x4-real`` -> ``seemore-tiny-x4``)."""
+    return name.removesuffix("-real")
 
 
 class UnknownFieldError(TypeError, ValueError):

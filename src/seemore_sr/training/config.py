@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..data.degrade import DegradeConfig
+
 TEACHERS = ("dat-light",)  # train.teacher's choices (training/teacher.py)
 PIXEL_LOSSES = ("l1", "l2")  # train.pixel_loss's choices (trainer.sr_loss)
 
@@ -48,6 +50,7 @@ class DataSection:
     patch_size: int = 64  # LR patch side
     skip_small: bool = False  # skip (not fail on) images smaller than the patch
     synthetic: float = 0.0  # fraction of patches replaced by flat colours and shapes (data/synthetic.py)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)  # random LR degradations (data/degrade.py)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class TrainSection:
     branch_from: str | None = None  # a run's state.pt to continue from (weights, optimizer, EMA, iteration)
     pixel_loss: str = "l1"  # l1 (the paper's) | l2 (mean squared error, the measure PSNR is made of)
     fft_weight: float = 0.1
+    balance: float = 0.0  # load-balancing term on the routers (Switch Transformer's E * sum f_j P_j); 0: off
     teacher: str = ""  # "" or dat-light: distillation from its cached outputs (training/teacher.py)
     teacher_weight: float = 0.5  # the L1 to the teacher's output, beside the loss to HR
     ema_decay: float = 0.0  # 0 disables EMA
@@ -154,6 +158,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("gamma", t.gamma > 0, "> 0"),
         ("fft_weight", t.fft_weight >= 0, ">= 0"),
         ("teacher_weight", t.teacher_weight >= 0, ">= 0"),
+        ("balance", t.balance >= 0, ">= 0"),
         ("threads", t.threads >= 0, ">= 0 (0 = torch's default)"),
         ("seed", t.seed >= 0, ">= 0"),
         ("weight_decay", t.weight_decay >= 0, ">= 0"),
@@ -187,6 +192,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.synthetic: a fraction from 0 to below 1, got {cfg.data.synthetic}")
     if cfg.data.patch_size < 4**2:
         raise ConfigError(f"data.patch_size: at least 16 (the network's minimum), got {cfg.data.patch_size}")
+    if (problem := cfg.data.degrade.validate()) is not None:
+        raise ConfigError(problem, key="data.degrade")
     if not 0 <= t.ema_decay < 1:
         raise ConfigError(f"train.ema_decay: in [0, 1), got {t.ema_decay}")
 
@@ -196,16 +203,19 @@ def _set(raw: dict, assignment: str) -> None:
         raise ConfigError(f"override {assignment!r}: expected section.key=value")
     key, text = assignment.split("=", 1)
     parts = key.strip().split(".")
-    if len(parts) != 2:
+    if len(parts) < 2:
         raise ConfigError(f"override {assignment!r}: expected section.key=value (e.g. train.batch_size=16)")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
-    raw.setdefault(parts[0], {})
-    if not isinstance(raw[parts[0]], dict):
-        raise ConfigError(f"override {assignment!r}: {parts[0]} is not a section", key=parts[0])
-    raw[parts[0]][parts[1]] = value
+    node = raw
+    for depth, part in enumerate(parts[:-1]):  # data.degrade.jpeg=0.5: a key of a nested section
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {assignment!r}: {where} is not a section", key=where)
+    node[parts[-1]] = value
 
 
 def load_config(recipe: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:

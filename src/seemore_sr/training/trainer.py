@@ -42,7 +42,7 @@ from ..data.paired import PairedImages, find_pairs, load_pair
 from ..evaluation.metrics import psnr_torch, ssim_torch
 from ..models.checkpoint import CheckpointError, read_checkpoint, save_model
 from ..models.registry import config_for
-from ..models.seemore import SeemoRe
+from ..models.seemore import Router, SeemoRe
 from .config import ConfigError, TrainConfig, TrainSection
 
 __all__ = ["train", "sr_loss", "lr_at", "schedule_lr", "TrainingError"]
@@ -65,6 +65,21 @@ def sr_loss(sr: Tensor, hr: Tensor, fft_weight: float = 0.1, pixel_loss: str = "
     b = torch.fft.rfft2(hr.float())
     freq = F.l1_loss(torch.view_as_real(a), torch.view_as_real(b))
     return pixel + fft_weight * freq
+
+
+def balance_loss(logits: list[Tensor]) -> Tensor:
+    """The routers' load-balancing term (Switch Transformer's, after Shazeer et al. 2017, whom
+    the paper follows for MoRE): ``E * sum_j f_j P_j`` per layer, averaged over the layers;
+    ``f_j`` the share of images routed to expert j (top-1, no gradient), ``P_j`` the mean
+    router probability of j. It is 1 when both are uniform and grows towards E as one
+    expert takes every image: its gradient lowers the probability of the experts in use."""
+    terms = []
+    for lg in logits:
+        probs = F.softmax(lg.float(), dim=1)
+        e = probs.shape[1]
+        f = F.one_hot(probs.argmax(1), e).float().mean(0)
+        terms.append(e * (f * probs.mean(0)).sum())
+    return torch.stack(terms).mean()
 
 
 def lr_at(it: int, base: float, total: int, milestones: list[float], gamma: float) -> float:
@@ -332,6 +347,7 @@ class _Setup:
     data: PairedImages
     val: list[tuple[Tensor, Tensor]]
     skipped: list[str]  # init_from: parameters left at their initial values (another scale's upsampler)
+    gates: list[Tensor] = field(default_factory=list)  # train.balance: the routers' logits of the forward in flight
 
     @property
     def weights(self) -> SeemoRe:
@@ -364,6 +380,7 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
         cfg.data.skip_small,
         progress=progress and rank == 0,
         synthetic=cfg.data.synthetic,
+        degrade=cfg.data.degrade,
     )
     if t.teacher:
         from .teacher import TeacherError, load_teacher, teacher_outputs
@@ -403,7 +420,12 @@ def _setup(cfg: TrainConfig, run: Path, progress: bool = False) -> _Setup:
             find_unused_parameters=True,
             **{buffer_sync: False},
         )
-    return _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
+    s = _Setup(cfg, run, rank, world, device, t.batch_size // world, model, net, ema, opt, data, val, skipped)
+    if t.balance:
+        for m in model.modules():
+            if isinstance(m, Router):
+                m.register_forward_hook(lambda _m, _i, out: s.gates.append(out) if _m.training else None)
+    return s
 
 
 @dataclass
@@ -608,6 +630,9 @@ def _step(s: _Setup, it: int, autocast) -> float:
             with autocast:
                 sr = s.net(low[i : i + step])
             loss = sr_loss(sr.float(), hr[i : i + step], t.fft_weight, t.pixel_loss)
+            if t.balance:
+                loss = loss + t.balance * balance_loss(s.gates)
+                s.gates.clear()
             if teach is not None:  # distillation: L1 to the teacher's output too
                 loss = loss + t.teacher_weight * F.l1_loss(sr.float(), teach[i : i + step])
             loss = loss * (min(step, n - i) / n)
