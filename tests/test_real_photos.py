@@ -306,3 +306,31 @@ def test_training_with_balance_and_degradations_runs(tmp_path):
             "model.init_from=null", "train.balance=0.1"]  # fmt: skip
     result = train(load_config("real", sets + ["model.scale=2"]), tmp_path / "run", progress=False)
     assert result["iteration"] == 2
+
+
+def test_video_auto_strength_is_decided_once_from_the_first_frames(weights_pair, tmp_path, monkeypatch):
+    av = pytest.importorskip("av")
+    from seemore_sr.cli import main
+
+    rng = np.random.default_rng(0)
+    base = _photo(48, 64)
+    src = tmp_path / "noisy.mkv"
+    with av.open(str(src), "w") as c:  # noisy first frames, clean later ones: one strength for all
+        v = c.add_stream("ffv1", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "bgr0"
+        for p in range(12):
+            img = add_noise(base, rng, 12, None, False) if p < 8 else base
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="bgr0")
+            f.pts = p
+            for packet in v.encode(f):
+                c.mux(packet)
+        for packet in v.encode(None):
+            c.mux(packet)
+    lines = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    args = ["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "seemore-tiny-x2-real", "--executor", "nchw"]
+    assert main([*args, "--video-codec", "ffv1", "--no-progress"]) == 0
+    text = "\n".join(lines)
+    assert "noisy.mkv: denoise 1.0 (auto" in text and "from its first frames" in text
+    with av.open(str(tmp_path / "out" / "noisy.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 12

@@ -114,6 +114,12 @@ def cli_output(small_model, src, tmp_path, *extra, ext="png"):
 
 def test_settings_and_names():
     assert Settings.parse({}, ["m"]) == Settings("m", "fp32", "auto", None)
+    pair = ["a-x2", "a-x2-real"]
+    assert Settings.parse({"model": "a-x2-real", "denoise": "auto"}, pair).denoise == "auto"
+    assert Settings.parse({"model": "a-x2", "denoise": "0.3"}, pair).denoise == 0.3
+    for bad, words in [({"denoise": "0.3"}, "clean and -real"), ({"model": "a-x2", "denoise": "2"}, "from 0 to 1")]:
+        with pytest.raises(ValueError, match=words):
+            Settings.parse(bad, ["m"] if "model" not in bad else pair)
     assert Settings.parse({"tile": "64", "format": "JPG", "precision": "bf16"}, ["m"]) == Settings(
         "m", "bf16", 64, "jpg"
     )
@@ -133,7 +139,7 @@ def test_upload_result_equals_cli_and_previews(small_model, photos, tmp_path):
         page = httpx.get(f"{base}/").text
         assert '<script src="/static/app.js">' in page and "http" not in page.replace("http-equiv", "")
         config = httpx.get(f"{base}/api/config").json()
-        assert config["models"] == [{"name": "small-x2", "scale": 2}]
+        assert config["models"] == [{"name": "small-x2", "scale": 2, "denoise": False}]
         for params, ext in [({}, "png"), ({"tile": "32"}, "png"), ({"format": "tiff"}, "tiff")]:
             r = post(base, photos / "a.png", **params)
             assert r.status_code == 202, r.text
@@ -359,3 +365,29 @@ def test_a_stopped_server_leaves_no_files(small_model, photos, tmp_path):
     finally:
         proc.kill()
     assert list(tmp_path.glob("seemore-serve-*")) == []
+
+
+def test_denoise_blends_the_pair_and_auto_reports_its_choice(small_model, photos, tmp_path):
+    """A clean / -real pair: a strength picks the blend (0: the clean output, byte for byte),
+    auto says what it read off the image."""
+    import torch
+
+    clean = load_model(small_model)
+    real = load_model(small_model)
+    with torch.no_grad():
+        for p in real.parameters():
+            p.add_(0.05)
+    jobs = Jobs({"t-x2": clean, "t-x2-real": real}, device="cpu", root=tmp_path / "srv")
+    with serving_jobs(jobs) as base:
+        models = httpx.get(f"{base}/api/config").json()["models"]
+        assert all(m["denoise"] for m in models)
+        results = {}
+        for model, denoise in [("t-x2", ""), ("t-x2", "0"), ("t-x2-real", "1"), ("t-x2-real", "auto")]:
+            r = post(base, photos / "a.png", model=model, denoise=denoise)
+            assert r.status_code == 202, r.text
+            done = wait(base, r.json()["id"])
+            assert done["state"] == "done", done
+            results[(model, denoise)] = httpx.get(f"{base}/api/jobs/{done['id']}/result").content
+            if denoise == "auto":
+                assert done["denoise"].startswith("denoise ") and "(auto:" in done["denoise"]
+        assert results[("t-x2", "")] == results[("t-x2", "0")] != results[("t-x2-real", "1")]

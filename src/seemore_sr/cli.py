@@ -314,7 +314,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .models.hub import bundled_weights
     from .serve import serve
 
-    models = args.model or sorted(bundled_weights(), key=lambda m: m[-1], reverse=True)  # x4 (the default) first
+    models = args.model or sorted(
+        bundled_weights(), key=lambda m: (-int(m.split("-x")[1][0]), m)
+    )  # x4 (the default) first
     if args.max_megapixels <= 0 or args.max_upload_mb <= 0 or args.queue <= 0:
         raise ValueError("--max-megapixels, --max-upload-mb and --queue must be positive")
     serve(

@@ -353,7 +353,14 @@ def upscale_files(
                 continue
             if video:
                 with _frames_bar(bar) as report, _not_written_meanwhile(dst):
-                    upscale_video(upscaler, src, dst, replace=existing == "overwrite", progress=report, **video_options)
+                    plan = upscale_video(
+                        upscaler, src, dst, replace=existing == "overwrite", progress=report, **video_options
+                    )
+                if plan.info.get("denoise") is not None:
+                    summary.strengths.append(plan.info["denoise"].strength)
+                    (bar.write if bar else log)(
+                        f"{shown(src)}: {plan.info['denoise'].describe()}, from its first frames"
+                    )
                 summary.done.append(dst)
                 continue
             deep = _png16_colour(src)

@@ -120,6 +120,24 @@ class Upscaler:
         self.estimate = estimate(image)
         self.engine = self._blend(self.estimate.strength)
 
+    def decided(self, images: list) -> Upscaler:
+        """A copy (sharing the engines) whose strength is fixed: with ``denoise="auto"``, the
+        median of what ``images`` ask for (a video's first frames, so that the strength does
+        not flicker); otherwise this upscaler as it is."""
+        if not self.auto or not images:
+            return self
+        from .denoise import estimate
+
+        estimates = sorted((estimate(im) for im in images), key=lambda e: e.strength)
+        return self.fixed(estimates[len(estimates) // 2])
+
+    def fixed(self, chosen) -> Upscaler:
+        """A copy (sharing the engines) at the strength of ``chosen`` (a :class:`~.denoise.Estimate`), auto off."""
+        other = copy.copy(self)
+        other.auto, other.estimate = False, chosen
+        other.engine = other._blend(chosen.strength)
+        return other
+
     # the engine's facts, for callers that only hold the upscaler
     model = property(lambda self: self.engine.model)
     fast = property(lambda self: self.engine.fast)

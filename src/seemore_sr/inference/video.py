@@ -234,8 +234,27 @@ def plan_video(
     options = {"codec": codec, "crf": crf, "segment_frames": segment_frames}
     container = "mov" if _takes(av, "mov", codec) else "matroska"
     plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info, container=container)
+    if getattr(upscaler, "auto", False):  # denoise "auto": decided once, from the first frames
+        upscaler = upscaler.decided(_first_frames(av, src, min(DENOISE_FRAMES, plan.span(0)[1])))
+        plan.info["denoise"] = upscaler.estimate
     plan.key = _fingerprint(upscaler, src, options)
     return plan
+
+
+DENOISE_FRAMES = 8  # denoise "auto" on a video: the median strength of its first frames
+
+
+def _first_frames(av, src: Path, n: int) -> list[np.ndarray]:
+    out = []
+    try:
+        with av.open(str(src)) as inp:
+            for frame in inp.decode(video=0):
+                out.append(frame.to_ndarray(format="rgb24"))
+                if len(out) >= n:
+                    break
+    except av.error.FFmpegError:
+        pass  # a damaged file fails when its segments are decoded
+    return out
 
 
 def _rotation(av, src: Path) -> int:
@@ -284,6 +303,8 @@ def encode_segment(upscaler, plan: VideoPlan, k: int, progress: Callable[[int], 
     returns its frames."""
     av = _av()
     start, end = plan.span(k)
+    if plan.info.get("denoise") is not None and getattr(upscaler, "auto", False):
+        upscaler = upscaler.fixed(plan.info["denoise"])  # the strength the plan decided for the whole video
     plan.folder.mkdir(parents=True, exist_ok=True)
     written = 0
     with atomic_path(plan.part(k)) as tmp:
@@ -387,12 +408,14 @@ def upscale_video(
     replace: bool = False,
     segment_frames: int = SEGMENT_FRAMES,
     progress: Callable[[int, int], None] | None = None,
-) -> int:
+) -> VideoPlan:
     """Upscale ``src`` into ``dst`` in one process (module docstring): the segments a killed
-    run left are kept, the others made, then joined. Returns the frames written."""
+    run left are kept, the others made, then joined. Returns the plan (its ``frames``, and
+    ``info["denoise"]``: the strength ``auto`` chose)."""
     plan = plan_video(upscaler, src, dst, codec=codec, crf=crf, segment_frames=segment_frames)
     run_segments(upscaler, plan, range(plan.segments), progress=progress)
-    return join_segments(plan, replace=replace)
+    join_segments(plan, replace=replace)
+    return plan
 
 
 def run_segments(upscaler, plan: VideoPlan, which, progress: Callable[[int, int], None] | None = None) -> None:

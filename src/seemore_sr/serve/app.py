@@ -40,7 +40,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .jobs import PRECISIONS, Busy, Job, Jobs, Settings
+from .jobs import PRECISIONS, Busy, Job, Jobs, Settings, denoise_pair
 
 __all__ = ["create_app"]
 
@@ -114,7 +114,10 @@ def create_app(
     async def config(request: Request) -> Response:
         return JSONResponse(
             {
-                "models": [{"name": m, "scale": jobs.models[m].config.scale} for m in models],
+                "models": [
+                    {"name": m, "scale": jobs.models[m].config.scale, "denoise": denoise_pair(m, models) is not None}
+                    for m in models
+                ],
                 "precisions": list(PRECISIONS),
                 "tiles": TILES,
                 "formats": ["", "png", "jpg", "webp", "tiff"],

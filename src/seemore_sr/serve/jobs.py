@@ -11,6 +11,7 @@ a closed tab stops its job at the next tile. Folders go when a job fails or is c
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import secrets
@@ -55,12 +56,24 @@ class Settings:
     precision: str = "fp32"
     tile: int | str = "auto"
     format: str | None = None  # None: the input's (PNG for inputs that are read but not written)
+    denoise: float | str | None = None  # a strength 0..1 or "auto" (models with a clean / -real pair); None: off
 
     @classmethod
     def parse(cls, query: dict[str, str], models: list[str]) -> Settings:
         model = query.get("model") or models[0]
         if model not in models:
             raise ValueError(f"unknown model {model!r}; this server has {', '.join(models)}")
+        denoise: float | str | None = query.get("denoise") or None
+        if denoise is not None:
+            if denoise_pair(model, models) is None:
+                raise ValueError(f"denoise needs {model}'s clean and -real weights both served")
+            if denoise != "auto":
+                try:
+                    denoise = float(denoise)
+                except ValueError:
+                    denoise = -1.0
+                if not 0 <= denoise <= 1:
+                    raise ValueError(f"denoise must be auto or a strength from 0 to 1, got {query['denoise']!r}")
         precision = query.get("precision") or "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -72,7 +85,13 @@ class Settings:
         fmt = (query.get("format") or "").lower() or None
         if fmt is not None and fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(sorted(FORMATS))} (or empty: the input's)")
-        return cls(model, precision, tile, fmt)
+        return cls(model, precision, tile, fmt, denoise)
+
+
+def denoise_pair(model: str, models) -> tuple[str, str] | None:
+    """``(clean, real)`` names when both weights of ``model``'s name are among ``models``."""
+    clean = model.removesuffix("-real")
+    return (clean, f"{clean}-real") if clean in models and f"{clean}-real" in models else None
 
 
 def safe_name(name: str) -> str:
@@ -173,7 +192,8 @@ class Jobs:
             raise ValueError("no models to serve")
         self.models = models
         self.device = device
-        self.engines: dict[tuple[str, str], Engine] = {}  # (model, precision): built once, shared by jobs
+        # (model, precision, denoise strength or None): built once, shared by jobs
+        self.engines: dict[tuple[str, str, float | None], Engine] = {}
         self.max_queue = max_queue
         self.max_pixels = max_pixels
         self.keep_s = keep_s
@@ -327,18 +347,36 @@ class Jobs:
 
         return report
 
-    def engine(self, model: str, precision: str) -> Engine:
-        """The engine for ``model`` at ``precision``, built on first use (worker thread only)."""
-        key = (model, precision)
+    def engine(self, model: str, precision: str, strength: float | None = None) -> Engine:
+        """The engine for ``model`` at ``precision`` (and a denoise ``strength``: the network
+        interpolated between the clean and -real weights), built on first use (worker thread only)."""
+        key = (model, precision, strength)
         if key not in self.engines:
-            self.engines[key] = Engine(self.models[model], device=self.device, precision=precision)
+            net = self.models[model]
+            if strength is not None:
+                from ..inference.denoise import blend_state
+
+                clean, real = denoise_pair(model, self.models)
+                net = copy.deepcopy(self.models[clean])
+                net.load_state_dict(
+                    blend_state(self.models[clean].state_dict(), self.models[real].state_dict(), strength)
+                )
+            self.engines[key] = Engine(net, device=self.device, precision=precision)
         return self.engines[key]
 
     def _run(self, job: Job) -> None:
         s = job.settings
         job.state = "running"
         start = time.perf_counter()
-        upscaler = Upscaler(self.engine(s.model, s.precision), tile=s.tile, progress=self._progress(job))
+        strength, chosen = s.denoise, ""
+        if strength == "auto":
+            from ..inference.denoise import estimate
+
+            est = estimate(open_checked(job.src, self.max_pixels))
+            strength, chosen = est.strength, est.describe()
+        elif strength is not None:
+            chosen = f"denoise {strength:.2f}"
+        upscaler = Upscaler(self.engine(s.model, s.precision, strength), tile=s.tile, progress=self._progress(job))
         tiled = upscaler.tiled(job.size[1], job.size[0])
         with recorded_routing(upscaler.fast) as routing:  # whole images, tiles
             summary = upscale_files(
@@ -366,6 +404,7 @@ class Jobs:
             "precision": precision,
             "precision_note": (f"{fb.requested} {fb.why}" if (fb := upscaler.engine.fallback) else ""),
             "tile": tiled,
+            "denoise": chosen,
             "device": str(upscaler.device),
             "routing": [
                 {"group": i + 1, "experts": experts, "ranks": [ranks[e] for e in experts]}

@@ -14,6 +14,16 @@ async function init() {
     const m = config.models.find((x) => x.name === n);
     return `${n} (x${m.scale})`;
   });
+  const denoiseShown = () => {
+    const m = config.models.find((x) => x.name === $("#model").value);
+    $("#denoise-controls").hidden = !(m && m.denoise);
+    $("#denoise").disabled = $("#denoise-auto").checked;
+    $("#denoise-value").textContent = $("#denoise-auto").checked ? "auto" : ($("#denoise").value / 100).toFixed(1);
+  };
+  $("#model").onchange = denoiseShown;
+  $("#denoise").oninput = denoiseShown;
+  $("#denoise-auto").onchange = denoiseShown;
+  denoiseShown();
   fill($("#precision"), config.precisions);
   fill($("#tile"), config.tiles, (t) => (t === "auto" ? "auto" : t === "0" ? "off (whole image)" : `${t} px`));
   fill($("#format"), config.formats, (f) => f || "same as input");
@@ -96,6 +106,7 @@ function showResult(card, job) {
     ["Time", `${job.seconds.toFixed(2)} s on ${job.device}, ${precision}`],
     ["Tiling", job.tile ? `${job.tile} px tiles` : "whole image"],
     ["Model", job.model],
+    ...(job.denoise ? [["Denoise", job.denoise]] : []),
     ["Experts chosen (RME)", routing],
   ]);
 }
@@ -124,6 +135,7 @@ async function upload(file) {
     precision: $("#precision").value,
     tile: $("#tile").value,
     format: $("#format").value,
+    denoise: $("#denoise-controls").hidden ? "" : $("#denoise-auto").checked ? "auto" : ($("#denoise").value / 100).toFixed(1),
   });
   let id = null;
   $(".remove", card).onclick = () => {
