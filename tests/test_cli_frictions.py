@@ -22,7 +22,7 @@ def test_help_and_usage_errors_do_not_load_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
-    assert "cpu-trunk" not in text and "(base, cpu, large, tiny)" in text  # train lists the recipes that ship
+    assert "cpu-trunk" not in text and "(base, cpu, large, real, tiny)" in text  # train lists the recipes that ship
 
 
 def test_threads_option(tmp_path, small_model, capsys):
@@ -39,7 +39,7 @@ def test_threads_option(tmp_path, small_model, capsys):
         torch.set_num_threads(before)
     with pytest.raises(SystemExit):
         main(["upscale", str(img), "-o", str(tmp_path / "o"), "--threads", "0"])
-    assert "--threads: must be at least 1" in capsys.readouterr().err.replace("argument ", "")
+    assert "--threads: 0: from 1 to" in capsys.readouterr().err.replace("argument ", "")
 
 
 def test_summary_names_the_output_folder_and_jpeg_quality(tmp_path, small_model, capsys):

@@ -245,7 +245,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             return 1 if summary.failed else 0
         join_videos(summary, log=lambda m: print(m, file=sys.stderr))
     for remedy in sorted(summary.remedies):
-        print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
+        if remedy in _HINTS:
+            print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
     print(f"{summary.line()}; outputs in {shown(Path(args.output))}")
     return 1 if summary.failed else 0
 
@@ -302,6 +303,7 @@ _HINTS = {
     "outdir": "-o DIR or --suffix TEXT keep outputs apart from the inputs",
     "tile": "--tile N sets the tile side (e.g. 128)",
     "outscale": "--outscale S sets the final scale",
+    "video_codec": "--video-codec C picks the encoder (libx264 for .mp4 / .mkv / .mov, libvpx-vp9 for .webm)",
 }
 _FLAGS = {"outdir": "-o", "fmt": "--format", "max_pixels": "--max-pixels"}
 
@@ -441,10 +443,51 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _threads(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of threads") from None
+    cores = _usable_cores()
+    if not 1 <= n <= cores:
+        raise argparse.ArgumentTypeError(f"{n}: from 1 to {cores} (the cores this process may use)")
     return n
+
+
+def _crf(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: from 0 (lossless) to 51 (libx264) or 63 (libvpx-vp9)")
+    return n
+
+
+def _video_codec(text: str) -> str:
+    """``--video-codec``: an encoder FFmpeg has (checked here when the video extra is installed)."""
+    from .errors import MissingExtra, Refused
+
+    try:
+        from .inference.video import check_codec
+
+        check_codec(text)
+    except MissingExtra:
+        pass  # said once a video is met
+    except Refused as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    return text
+
+
+def _outscale(text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and 0 < v <= 32):
+        raise argparse.ArgumentTypeError(f"{text!r}: a final scale above 0 and at most 32")
+    return v
 
 
 def _usable_cores() -> int:
@@ -539,9 +582,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["png", "jpg", "webp", "tiff"], help="output format (default: the input's)")
     q.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1..100 (default 95)")
     q.add_argument(
-        "--video-codec", default="libx264", metavar="C", help="video encoder (default libx264; ffv1 in .mkv: lossless)"
+        "--video-codec",
+        type=_video_codec,
+        metavar="C",
+        help="video encoder (default libx264, libvpx-vp9 for .webm; ffv1 in .mkv: lossless); AVI inputs are written "
+        "as .mkv",
     )
-    q.add_argument("--crf", type=int, default=18, help="libx264 quality, 0 (lossless) .. 51 (default 18)")
+    q.add_argument(
+        "--crf",
+        type=_crf,
+        default=18,
+        help="quality: libx264 0 (lossless) .. 51, libvpx-vp9 0 .. 63; lower is better (default 18)",
+    )
     q.add_argument(
         "--video-segment",
         type=int,
@@ -566,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run bf16 even on a CPU without native bf16 (by default such a CPU runs fp32, with a warning)",
     )
-    q.add_argument("--outscale", type=float, help="final scale (e.g. 3.5), by resizing the model's output")
+    q.add_argument("--outscale", type=_outscale, help="final scale (e.g. 3.5), by resizing the model's output")
     q.add_argument(
         "--mirror",
         type=_mirror,

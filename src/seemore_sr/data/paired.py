@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .degrade import DegradeConfig, degrade_patch
+from .degrade import degrade_patch
+from .degrade_config import DegradeConfig
 from .images import ImageError, list_images, read_image
 from .imresize import imresize
 from .synthetic import synthetic_patch

@@ -21,7 +21,7 @@ from .._fs import atomic_path, remove_stale_parts
 from ..data.images import IMAGE_SUFFIXES, regular_file
 from ..errors import OptionError, Refused
 from .upscaler import Upscaler
-from .video import VIDEO_SUFFIXES, is_video, join_segments, plan_video, run_segments, upscale_video
+from .video import VIDEO_SUFFIXES, is_video, join_segments, output_for, plan_video, run_segments, upscale_video
 
 __all__ = [
     "collect_inputs",
@@ -322,9 +322,28 @@ def upscale_files(
     video_options = dict(video_options or {})
 
     def video_dst(src: Path) -> Path:
-        return outdir / subdirs.get(src, Path()) / f"{src.stem}{suffix}{src.suffix}"
+        """Where a video goes, its container and encoder decided before any compute (video.output_for)."""
+        dst = outdir / subdirs.get(src, Path()) / f"{src.stem}{suffix}{src.suffix}"
+        dst, video_options["codec"] = output_for(src, dst, codec)  # the codec of the video in hand
+        return dst
 
-    work = _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary) if world > 1 else files
+    codec = video_options.get("codec")
+
+    def frame_check(size: tuple[int, int]) -> None:
+        """A video's frames meet the images' limits before any is decoded."""
+        w, h = size
+        if w * h > max_pixels:
+            raise Refused(
+                f"{w}x{h} frames are over the {max_pixels:,} pixel limit (raise the pixel limit if they are real)",
+                remedy="max_pixels",
+            )
+        _check_output_size(upscaler, size)
+
+    work = (
+        _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary, frame_check)
+        if world > 1
+        else files
+    )
     work = work[rank::world]
     bar = None
     if progress:
@@ -354,8 +373,11 @@ def upscale_files(
             if video:
                 with _frames_bar(bar) as report, _not_written_meanwhile(dst):
                     plan = upscale_video(
-                        upscaler, src, dst, replace=existing == "overwrite", progress=report, **video_options
-                    )
+                        upscaler, src, dst, replace=existing == "overwrite", progress=report,
+                        check_frame=frame_check, **video_options,
+                    )  # fmt: skip
+                if plan.info.get("dropped"):
+                    (bar.write if bar else log)(f"note: {shown(src)}: {plan.info['dropped']}")
                 if plan.info.get("denoise") is not None:
                     summary.strengths.append(plan.info["denoise"].strength)
                     (bar.write if bar else log)(
@@ -447,7 +469,7 @@ def _frames_bar(bar):
         frames.close()
 
 
-def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary) -> list:
+def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary, frame_check) -> list:
     """The work ranks share (:func:`upscale_files`), the same list on every rank: image
     files as they are, each video as its segments (``("segment", src, (plan, k))``), and
     what listing a video found instead (``("skip" | "fail", src, error)``), so that it is
@@ -463,7 +485,7 @@ def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, su
             if not _output_free(src, dst, inputs, existing):
                 work.append(("skip", src, None))
                 continue
-            plan = plan_video(upscaler, src, dst, **video_options)
+            plan = plan_video(upscaler, src, dst, check_frame=frame_check, **video_options)
         except (ValueError, OSError) as e:
             work.append(("fail", src, e))
             continue

@@ -37,6 +37,7 @@ place only when complete.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import heapq
 import itertools
@@ -65,6 +66,11 @@ __all__ = [
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 LOSSLESS = {"ffv1": "bgr0"}  # codec -> the RGB pixel format that keeps every value
+# The encoder when none is asked for: H.264, except in WebM, which holds only VP8 / VP9 / AV1.
+DEFAULT_CODEC = {".webm": "libvpx-vp9"}
+# Containers whose output is written as Matroska instead (the same name, .mkv): AVI has no
+# time stamps of its own (one tick a frame), so variable rates and B-frames cannot be kept.
+REWRAP = {".avi": ".mkv"}
 SEGMENT_FRAMES = 120  # a segment's least length (frames): the unit of resume and of sharing among ranks
 _FORMATS = {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi"}
 
@@ -118,6 +124,20 @@ class VideoPlan:
     def done(self, k: int) -> bool:
         return self.part(k).is_file()
 
+    def sound(self, k: int) -> bool:
+        """Whether segment ``k``'s file opens and holds the frames its span says (no decoding):
+        a damaged or short part is not trusted because it exists."""
+        if not self.done(k):
+            return False
+        av = _av()
+        start, end = self.span(k)
+        try:
+            with av.open(str(self.part(k))) as part:
+                n = sum(1 for p in part.demux(part.streams.video[0]) if p.size)
+        except (av.error.FFmpegError, IndexError, OSError):
+            return False
+        return n == end - start
+
 
 def _takes(av, fmt: str, codec: str) -> bool:
     """Whether container format ``fmt`` takes a stream of ``codec``."""
@@ -131,11 +151,35 @@ def _takes(av, fmt: str, codec: str) -> bool:
     return True
 
 
-def _check_codec(av, codec: str) -> None:
+def check_codec(codec: str) -> None:
+    """``codec`` is a video encoder FFmpeg has here (``Refused`` naming it otherwise)."""
+    av = _av()
     try:
-        av.codec.Codec(codec, "w")
+        c = av.codec.Codec(codec, "w")
     except Exception:  # noqa: BLE001 - UnknownCodecError and friends
         raise Refused(f"FFmpeg here has no {codec!r} encoder", remedy="video_codec") from None
+    if c.type != "video":
+        raise Refused(f"{codec!r} is an {c.type} encoder, not a video one", remedy="video_codec")
+
+
+def output_for(src: Path, dst: Path, codec: str | None) -> tuple[Path, str]:
+    """Where ``src``'s upscale goes and with which encoder, decided before any compute:
+    ``dst`` (an AVI input's as ``.mkv``, :data:`REWRAP`) and ``codec`` (``None``: the
+    container's default, :data:`DEFAULT_CODEC`). An encoder the container cannot hold is
+    refused here, naming one it can."""
+    av = _av()
+    dst = dst.with_suffix(REWRAP.get(dst.suffix.lower(), dst.suffix))
+    suffix = dst.suffix.lower()
+    codec = codec or DEFAULT_CODEC.get(suffix, "libx264")
+    check_codec(codec)
+    fmt = _FORMATS.get(suffix, "mp4")
+    if not _takes(av, fmt, codec):
+        fits = DEFAULT_CODEC.get(suffix, "libx264")
+        raise Refused(
+            f"a {suffix} file cannot hold {codec} video; use --video-codec {fits}, or an .mkv output",
+            remedy="video_codec",
+        )
+    return dst, codec
 
 
 def _open(av, src: Path):
@@ -191,10 +235,13 @@ def plan_video(
     codec: str = "libx264",
     crf: int = 18,
     segment_frames: int = SEGMENT_FRAMES,
+    check_frame: Callable[[tuple[int, int]], None] | None = None,
 ) -> VideoPlan:
-    """Where ``src`` is cut into segments (module docstring): read from its packets, no decoding."""
+    """Where ``src`` is cut into segments (module docstring): read from its packets, no decoding.
+    ``check_frame((width, height))`` may refuse the frame size (limits) before anything is decoded.
+    A file with fewer packets than its header declares is refused (truncated)."""
     av = _av()
-    _check_codec(av, codec)
+    check_codec(codec)
     if not isinstance(segment_frames, int) or segment_frames < 1:
         raise Refused(f"segment length must be a positive number of frames, got {segment_frames!r}")
     with _open(av, src) as inp:
@@ -215,8 +262,9 @@ def plan_video(
             raise Refused(f"unreadable or truncated video ({e})") from None
         if not keys:
             raise Refused("no frames to upscale (an empty video)")
+        renumber = inp.format.name == "avi"  # AVI has no time stamps: FFmpeg's guesses break B-frame order
         cuts = [0]
-        if pts is not None and len(set(pts)) == len(pts):
+        if pts is not None and len(set(pts)) == len(pts) and not renumber:
             for i, key in enumerate(keys):
                 if key and i - cuts[-1] >= segment_frames:
                     cuts.append(i)
@@ -224,15 +272,27 @@ def plan_video(
             pts = None
         s = upscaler.outscale or upscaler.scale
         w, h = vin.codec_context.width, vin.codec_context.height
+        if check_frame is not None:
+            check_frame((w, h))  # the pixel limit and the output's memory, before any frame is decoded
+        shortfall = _shortfall(inp, vin, pts, len(keys))
+        if shortfall:
+            raise Refused(f"a truncated or damaged video: {shortfall}")
         info = {
             "time_base": vin.time_base,
             "rate": vin.average_rate or vin.guessed_rate,
             "width": max(2, round(w * s)) // 2 * 2,
             "height": max(2, round(h * s)) // 2 * 2,
             "rotation": _rotation(av, src),
+            "renumber": renumber,  # frames get 0, 1, 2... in presentation order (AVI: a constant rate)
+            "size": (w, h),  # every frame's: a size change mid-stream is refused when met
+            "dropped": _dropped(av, vin.codec_context.pix_fmt, codec),  # depth / alpha the output cannot keep
         }
+        if renumber:
+            info["time_base"] = 1 / Fraction(info["rate"])
     options = {"codec": codec, "crf": crf, "segment_frames": segment_frames}
-    container = "mov" if _takes(av, "mov", codec) else "matroska"
+    # MOV keeps any time base; VP8 / VP9 / AV1 (WebM's) are Matroska's own (MOV takes them, then fails to write)
+    webm_codec = codec.startswith(("libvpx", "libaom", "libsvtav1"))
+    container = "mov" if _takes(av, "mov", codec) and not webm_codec else "matroska"
     plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info, container=container)
     if getattr(upscaler, "auto", False):  # denoise "auto": decided once, from the first frames
         upscaler = upscaler.decided(_first_frames(av, src, min(DENOISE_FRAMES, plan.span(0)[1])))
@@ -242,6 +302,46 @@ def plan_video(
 
 
 DENOISE_FRAMES = 8  # denoise "auto" on a video: the median strength of its first frames
+
+
+def _shortfall(inp, vin, pts: list[int] | None, packets: int) -> str:
+    """What a cut file lacks, by what its header declares: the stream's frame count, or its
+    duration (the stream's, else the container's when it holds no other stream); "" if whole."""
+    if vin.frames and packets < vin.frames:
+        return f"{packets} of the {vin.frames} frames its header declares"
+    if not pts or vin.average_rate is None:
+        return ""
+    frame = 1 / Fraction(vin.average_rate)
+    span = (max(pts) - min(pts)) * vin.time_base + frame
+    if vin.duration:
+        declared = vin.duration * vin.time_base
+    elif inp.duration and len(inp.streams) == 1:
+        declared = Fraction(inp.duration, 1_000_000)
+    else:
+        return ""
+    if span < declared * Fraction(9, 10) - frame:
+        return f"frames for {float(span):.2f} s of the {float(declared):.2f} s its header declares"
+    return ""
+
+
+def _dropped(av, pix_fmt: str | None, codec: str) -> str:
+    """What the output's pixel format cannot keep of the input's (depth, alpha), in words; "" if nothing."""
+    if not pix_fmt:
+        return ""
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, TypeError):
+        return ""
+    lost = []
+    bits = max((c.bits for c in fmt.components), default=8)
+    if bits > 8:
+        lost.append(f"{bits}-bit depth")
+    if any(getattr(c, "is_alpha", False) for c in fmt.components):
+        lost.append("alpha")
+    if not lost:
+        return ""
+    kept = LOSSLESS.get(codec, "yuv420p")
+    return f"{' and '.join(lost)} of its {pix_fmt} frames not kept (written as 8-bit {kept})"
 
 
 def _first_frames(av, src: Path, n: int) -> list[np.ndarray]:
@@ -310,17 +410,26 @@ def encode_segment(upscaler, plan: VideoPlan, k: int, progress: Callable[[int], 
     with atomic_path(plan.part(k)) as tmp:
         with av.open(str(tmp), "w", format=plan.container) as out:
             vout = out.add_stream(plan.codec, rate=plan.info["rate"])
-            vout.time_base = plan.info["time_base"]
+            # every time stamp kept exactly: the encoder counts in the input stream's time base
+            # (1 / the average rate made a screen recording's close frames collide)
+            vout.codec_context.time_base = vout.time_base = plan.info["time_base"]
             vout.width, vout.height = plan.info["width"], plan.info["height"]
             vout.pix_fmt = LOSSLESS.get(plan.codec, "yuv420p")
-            if plan.codec == "libx264":  # one encoder thread: the same bytes on every run (frame threads varied)
-                vout.options = {"crf": str(plan.crf), "preset": "medium", "threads": "1"}
+            if plan.codec == "libx264":
+                # one encoder thread: the same bytes on every run (frame threads varied); no
+                # B-frames: decode order is presentation order, so any time base holds the
+                # stamps (AVI's one tick a frame, bursts of frames one tick apart)
+                vout.options = {"crf": str(plan.crf), "preset": "medium", "threads": "1", "bframes": "0"}
+            elif plan.codec == "libvpx-vp9":  # one thread, constant quality from --crf (0..63)
+                vout.options = {"crf": str(plan.crf), "b": "0", "threads": "1", "row-mt": "0"}
             try:
                 framed = None  # the pixels mirrored around the frames: the segment's first frame decides
                 for frame in _segment_frames(av, plan, k):
                     if framed is None:
                         framed = upscaler.framed_like(frame.to_ndarray(format="rgb24"))
-                    out.mux(vout.encode(_upscaled(av, framed, frame, vout)))
+                    if plan.info.get("renumber"):
+                        frame.pts, frame.time_base = written, plan.info["time_base"]
+                    out.mux(vout.encode(_upscaled(av, framed, frame, vout, plan.info.get("size"))))
                     written += 1
                     if progress is not None:
                         progress(written)
@@ -351,6 +460,11 @@ def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
     missing = [k for k in range(plan.segments) if not plan.done(k)]
     if missing:
         raise Refused(f"segments {missing[:5]} of {plan.segments} are not done; run the same command again")
+    bad = [k for k in range(plan.segments) if not plan.sound(k)]
+    for k in bad:
+        plan.part(k).unlink(missing_ok=True)  # remade by the next run
+    if bad:
+        raise Refused(f"segments {bad[:5]} were damaged or short and are removed; run the same command again")
     frames = 0
     with _open(av, plan.src) as inp, av.open(str(plan.part(0))) as first:
         vin = inp.streams.video[0]
@@ -360,7 +474,7 @@ def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
             with av.open(str(tmp), "w", format=fmt) as out:
                 out.metadata.update(inp.metadata)
                 vout = out.add_stream_from_template(first.streams.video[0])
-                vout.time_base = vin.time_base
+                vout.time_base = plan.info["time_base"]  # the input stream's (AVI: 1 / its rate)
                 vout.metadata.update(vin.metadata)
                 if plan.info.get("rotation"):  # the display matrix: the players' rotation
                     vout.set_display_rotation(plan.info["rotation"])
@@ -393,7 +507,7 @@ def join_segments(plan: VideoPlan, *, replace: bool = False) -> int:
                     else:
                         packet.stream = remux[packet.stream.index]
                     out.mux(packet)
-    for folder in plan.dst.parent.glob(f".{plan.dst.name}.*.segments"):  # its own, and other options'
+    for folder in plan.dst.parent.glob(f".{glob.escape(plan.dst.name)}.*.segments"):  # its own, and other options'
         shutil.rmtree(folder, ignore_errors=True)
     return frames
 
@@ -403,16 +517,18 @@ def upscale_video(
     src: Path,
     dst: Path,
     *,
-    codec: str = "libx264",
+    codec: str | None = None,
     crf: int = 18,
     replace: bool = False,
     segment_frames: int = SEGMENT_FRAMES,
     progress: Callable[[int, int], None] | None = None,
+    check_frame: Callable[[tuple[int, int]], None] | None = None,
 ) -> VideoPlan:
     """Upscale ``src`` into ``dst`` in one process (module docstring): the segments a killed
     run left are kept, the others made, then joined. Returns the plan (its ``frames``, and
     ``info["denoise"]``: the strength ``auto`` chose)."""
-    plan = plan_video(upscaler, src, dst, codec=codec, crf=crf, segment_frames=segment_frames)
+    dst, codec = output_for(src, dst, codec)
+    plan = plan_video(upscaler, src, dst, codec=codec, crf=crf, segment_frames=segment_frames, check_frame=check_frame)
     run_segments(upscaler, plan, range(plan.segments), progress=progress)
     join_segments(plan, replace=replace)
     return plan
@@ -422,11 +538,12 @@ def run_segments(upscaler, plan: VideoPlan, which, progress: Callable[[int, int]
     """Make the segments ``which`` of ``plan`` that are not done yet."""
     # A killed run's half-written segment (a ``.part`` file) stays until the join removes the
     # folder: under torchrun a live rank on another machine may own one (its PID means nothing here).
-    done = sum(plan.span(k)[1] - plan.span(k)[0] for k in range(plan.segments) if plan.done(k))
+    done = sum(plan.span(k)[1] - plan.span(k)[0] for k in range(plan.segments) if plan.sound(k))
     try:
         for k in which:
-            if plan.done(k):
+            if plan.sound(k):
                 continue
+            plan.part(k).unlink(missing_ok=True)  # a damaged or short segment a run left: made again
             report = None if progress is None else lambda n, base=done: progress(base + n, plan.frames)
             encode_segment(upscaler, plan, k, report)
             done += plan.span(k)[1] - plan.span(k)[0]
@@ -436,8 +553,14 @@ def run_segments(upscaler, plan: VideoPlan, which, progress: Callable[[int, int]
         raise
 
 
-def _upscaled(av, upscaler, frame, vout):
-    """One decoded frame, upscaled, as a frame for ``vout`` with the input's time stamp."""
+def _upscaled(av, upscaler, frame, vout, size: tuple[int, int] | None = None):
+    """One decoded frame, upscaled, as a frame for ``vout`` with the input's time stamp;
+    a frame of another size than ``size`` (the stream's first) is refused."""
+    if size is not None and (frame.width, frame.height) != tuple(size):
+        raise Refused(
+            f"the frame size changes mid-stream ({size[0]}x{size[1]} to {frame.width}x{frame.height} at time "
+            f"{float(frame.pts * frame.time_base) if frame.pts is not None else '?'} s); re-encode it at one size"
+        )
     rgb = frame.to_ndarray(format="rgb24")
     up = upscaler(rgb)
     if up.shape[:2] != (vout.height, vout.width):  # odd sizes: yuv420p needs even sides

@@ -7,6 +7,7 @@ the wrong type are errors that name the key. The scale is a field, not a new fil
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data.degrade import DegradeConfig
+from ..data.degrade_config import DegradeConfig
 
 TEACHERS = ("dat-light",)  # train.teacher's choices (training/teacher.py)
 PIXEL_LOSSES = ("l1", "l2")  # train.pixel_loss's choices (trainer.sr_loss)
@@ -165,6 +166,9 @@ def _validate(cfg: TrainConfig) -> None:
     ):
         if not ok:
             raise ConfigError(f"train.{key}: must be {rule}, got {getattr(t, key)}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if t.threads > cores:
+        raise ConfigError(f"train.threads: at most the {cores} cores this process may use, got {t.threads}")
     if not cfg.data.train:
         raise ConfigError("data.train: at least one folder of training images is needed")
     if t.schedule not in ("multistep", "wsd"):
