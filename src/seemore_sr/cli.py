@@ -92,6 +92,14 @@ def _paper_method(model: str, variant_scale: tuple[str, int] | None) -> str | No
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.model == "bicubic" and args.scale is None:  # said before torch loads
+        raise ValueError("bicubic needs --scale 2, 3 or 4")
+    absent = [d for d in args.data if not Path(d).is_dir()]
+    if absent:
+        raise ValueError(f"no such data folder: {', '.join(absent)}")
+    set_threads(args)
     from . import load_model
     from .evaluation.evaluate import evaluate, paper_numbers, write_csv, write_json
     from .inference.upscaler import Upscaler
@@ -118,7 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.data,
         args.scale,
         save_images=args.save_images,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
         log=lambda m: print(m, file=sys.stderr),
         degrade=args.degrade,
     )
@@ -155,6 +163,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("onnx", "ONNX export", "onnx", "onnxscript")  # before the model loads
     from . import load_model
     from .inference.export import export_onnx
 
@@ -171,6 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.config import load_config
     from .training.trainer import train
 
+    if args.threads:
+        args.set = [*args.set, f"train.threads={args.threads}"]
     cfg = load_config(args.recipe, args.set)
     limit = args.max_minutes * 60 if args.max_minutes is not None else None
     try:
@@ -191,14 +204,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .inference.inputs import INPUT_SUFFIXES, VIDEO_SUFFIXES, collect_inputs  # torch-free
+
+    notes: list[str] = []
+    files, missing, subdirs = collect_inputs(args.inputs, args.recursive, notes)
+    if not files:  # nothing to do: said before torch and the weights load (and no output folder made)
+        for item, why in missing:
+            print(f"failed: {item}: {why}", file=sys.stderr)
+        print(f"0 done, 0 skipped, {len(missing)} failed: no inputs to upscale", file=sys.stderr)
+        return 1
+    output, name = Path(args.output), None
+    if output.suffix.lower() in INPUT_SUFFIXES and not output.is_dir():  # -o result.png: that file
+        if len(files) != 1:
+            raise ValueError(f"-o {args.output} names one file, but {len(files)} inputs were given; give a folder")
+        if (output.suffix.lower() in VIDEO_SUFFIXES) != (files[0].suffix.lower() in VIDEO_SUFFIXES):
+            raise ValueError(f"-o {args.output}: an image and a video cannot be written as each other")
+        output, name = output.parent, output.name
+    if any(f.suffix.lower() in VIDEO_SUFFIXES for f in files):
+        from .errors import require
+
+        require("video", "video upscaling", "av")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    set_threads(args)
+
     from . import bundled_weights
-    from .inference.batch import collect_inputs, join_videos, shown, upscale_files
+    from .inference.batch import join_videos, shown, upscale_files
     from .inference.upscaler import Upscaler
 
     model = args.model or f"seemore-tiny-x{args.scale or 4}"
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
         raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
-    files, missing, subdirs = collect_inputs(args.inputs, args.recursive)
     ranks = _ranks()  # under torchrun: this rank's share of the work, its own device
     share = (0, 1)
     if ranks is not None:
@@ -226,7 +262,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     summary = upscale_files(
         upscaler,
         files,
-        Path(args.output),
+        output,
+        name=name,
         suffix=args.suffix,
         fmt=args.format,
         quality=args.quality,
@@ -247,7 +284,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for remedy in sorted(summary.remedies):
         if remedy in _HINTS:
             print(f"hint: {_HINTS[remedy]}", file=sys.stderr)
-    print(f"{summary.line()}; outputs in {shown(Path(args.output))}")
+    where = f"written to {shown(output / name)}" if name and summary.done else f"outputs in {shown(output)}"
+    print(f"{summary.line()}; {where}")
     return 1 if summary.failed else 0
 
 
@@ -337,6 +375,9 @@ NUMBERING = "layers and experts from 1, as in the figures and routing.csv; count
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("plot", "seemore explain's figures", "matplotlib")  # before the model loads
     import csv
     import json
     from pathlib import Path
@@ -437,7 +478,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run}: no metrics.jsonl (not a training run folder)")
     out = plot_curves(run)
     if out is None:
-        raise ValueError("plotting needs matplotlib: pip install 'seemore-sr[plot]'")
+        from .errors import MissingExtra
+
+        raise MissingExtra("plot", "plotting")
     print(f"wrote {out}")
     return 0
 
@@ -570,7 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("upscale", parents=[threads], help="upscale images, folders or globs")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    q.add_argument("-o", "--output", required=True, help="output folder")
+    q.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder; or, for one input, the output file (e.g. -o result.png: its extension picks the format)",
+    )
     q.add_argument(
         "--model",
         help="registry name or checkpoint (default: bundled seemore-tiny-x{scale}); seemore-tiny-x{2,4}-real "
@@ -702,7 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     q.set_defaults(func=cmd_export)
 
-    q = sub.add_parser("train", help="train or resume a model")
+    q = sub.add_parser(
+        "train",
+        parents=[threads],
+        help="train or resume a model",
+        description="Train or resume a model. --threads N sets train.threads (on a machine shared with other jobs, "
+        "1 thread per process is much faster than threads that wait on each other).",
+    )
     from .training.config import RECIPES
 
     bundled = ", ".join(sorted(r.stem for r in RECIPES.glob("*.yaml")))
@@ -741,19 +795,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def set_threads(args: argparse.Namespace) -> None:
+    """torch's thread count from ``--threads`` (default: the usable cores); imports torch."""
+    import torch
+
+    torch.set_num_threads(args.threads or _usable_cores())
+
+
+_CHECK_FIRST = {cmd_upscale, cmd_eval}  # they check their inputs before torch loads, then call set_threads
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before any heavy import: --help and usage errors stay fast
 
-    from .data.images import ImageError
-    from .errors import OptionError
-    from .models.checkpoint import CheckpointError
-    from .training.config import ConfigError
+    from .errors import OptionError, SeemoreError
+    from .training.config import ConfigError  # torch-free, like the other imports here
 
     try:
-        if hasattr(args, "threads"):
-            import torch
-
-            torch.set_num_threads(args.threads or _usable_cores())
+        if hasattr(args, "threads") and args.func not in _CHECK_FIRST:
+            set_threads(args)
         return args.func(args)
     except OptionError as e:
         print(f"seemore {args.command}: error: {_flag(e.option)} {e.value}: {e.reason}", file=sys.stderr)
@@ -763,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.suggest:
             print(f"hint: --set '{e.suggest}'", file=sys.stderr)
         return 2
-    except (CheckpointError, ImageError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
+    except (SeemoreError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ that caught those before still does.
 
 from __future__ import annotations
 
-__all__ = ["SeemoreError", "OptionError", "DeviceError", "MissingExtra", "Refused", "PrecisionFallback"]
+__all__ = ["SeemoreError", "OptionError", "DeviceError", "MissingExtra", "Refused", "PrecisionFallback", "require"]
 
 
 class SeemoreError(Exception):
@@ -36,6 +36,19 @@ class MissingExtra(SeemoreError, ImportError):
     def __init__(self, extra: str, feature: str) -> None:
         self.extra, self.feature = extra, feature
         super().__init__(f"{feature} needs: pip install 'seemore-sr[{extra}]'")
+
+
+def require(extra: str, feature: str, *modules: str) -> None:
+    """Raise :class:`MissingExtra` now, before any work, when a module of ``extra`` is not installed."""
+    from importlib.util import find_spec
+
+    for name in modules:
+        try:
+            found = find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingExtra(extra, feature)
 
 
 class Refused(SeemoreError, ValueError):

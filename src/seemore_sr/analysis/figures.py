@@ -16,7 +16,9 @@ def _plt():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("figures need matplotlib: pip install 'seemore-sr[plot]'") from None
+        from ..errors import MissingExtra
+
+        raise MissingExtra("plot", "figures") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

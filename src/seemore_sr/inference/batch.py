@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import struct
 import threading
@@ -18,10 +17,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import atomic_path, remove_stale_parts
-from ..data.images import IMAGE_SUFFIXES, regular_file
+from ..data.images import regular_file
 from ..errors import OptionError, Refused
+from .inputs import collect_inputs
 from .upscaler import Upscaler
-from .video import VIDEO_SUFFIXES, is_video, join_segments, output_for, plan_video, run_segments, upscale_video
+from .video import is_video, join_segments, output_for, plan_video, run_segments, upscale_video
 
 __all__ = [
     "collect_inputs",
@@ -37,12 +37,12 @@ __all__ = [
 ]
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF"}
-INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"} | VIDEO_SUFFIXES  # GIFs: single frame, written as PNG
 # Our own input limit (pixels; callers raise it, e.g. `seemore upscale --max-pixels`). Pillow's bomb
 # guard is set to the same level while a file is opened, so a file that claims more is refused
 # before it is decoded. The messages here name no command-line flags: the CLI and the web app share them.
 MAX_PIXELS = 200_000_000
 _PIL_GUARD = threading.Lock()
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 def shown(path: object) -> str:
@@ -67,43 +67,6 @@ class Summary:
             lo, hi = min(self.strengths), max(self.strengths)
             line += f"; denoise (auto) {lo:.1f}" + (f" to {hi:.1f}" if hi > lo else "")
         return line
-
-
-def collect_inputs(
-    items: list[str], recursive: bool = False
-) -> tuple[list[Path], list[tuple[str, str]], dict[Path, Path]]:
-    """Files, folders and globs -> ``(image files, [(item, reason)] for items that match
-    nothing, {file: its folder relative to the scanned folder})``; the last lets the output
-    tree mirror the input tree of a recursive scan.
-    """
-    files: list[Path] = []
-    subdirs: dict[Path, Path] = {}
-    missing: list[tuple[str, str]] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in it if q.is_file() and q.suffix.lower() in INPUT_SUFFIXES)
-            if not found:
-                missing.append((item, "folder holds no images"))
-            files += found
-            subdirs.update({q: q.parent.relative_to(p) for q in found})
-        elif p.exists():
-            why = regular_file(p)
-            if why:
-                missing.append((item, why))
-            else:
-                files.append(p)
-        elif any(ch in item for ch in "*?["):
-            found = sorted(Path(q) for q in glob.glob(item, recursive=recursive) if Path(q).is_file())
-            if not found:
-                missing.append((item, "pattern matches no files"))
-            files += found
-        else:
-            missing.append((item, "no such file or folder"))
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, missing, {f: subdirs[f] for f in unique if f in subdirs}
 
 
 def output_format(src: Path, fmt: str | None) -> tuple[str, str]:
@@ -145,8 +108,12 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
                     if decode:
                         im.load()
                         info, tables = dict(im.info), getattr(im, "quantization", None)
+                        exif = im.getexif()
                         im = ImageOps.exif_transpose(im)
                         im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
+                        if exif:  # the camera's make, model and date kept; the orientation is applied
+                            exif[ORIENTATION] = 1
+                            im.info["exif"] = exif.tobytes()
                         if tables:  # a JPEG's quality, for the denoise strength "auto" (inference/denoise.py)
                             im.quantization = tables
             finally:
@@ -249,6 +216,8 @@ def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool
         kwargs["icc_profile"] = icc  # only a profile that describes the pixels written
     if "dpi" in info and fmt in ("PNG", "JPEG", "TIFF"):
         kwargs["dpi"] = info["dpi"]
+    if info.get("exif") and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["exif"] = info["exif"]
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
     _check_format(im, fmt)
@@ -288,6 +257,7 @@ def upscale_files(
     max_pixels: int = MAX_PIXELS,
     subdirs: dict[Path, Path] | None = None,
     share: tuple[int, int] = (0, 1),
+    name: str | None = None,
 ) -> Summary:
     """Upscale ``files`` into ``outdir`` (mirroring folder scans' subfolders), one line per failure.
 
@@ -305,13 +275,24 @@ def upscale_files(
     start = time.perf_counter()
     if not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError("quality", quality, "must be an integer from 1 to 100")
+    if name is not None and len(files) != 1:
+        raise OptionError("outdir", shown(outdir / name), "names one output file, for one input")
+    if name is not None and not is_video(Path(name)):  # -o result.jpg: JPEG
+        ext = Path(name).suffix.lstrip(".").lower()
+        if ext not in FORMATS:
+            raise OptionError("fmt", ext, "cannot write this format; choose png, jpg, webp or tiff")
+        if fmt is not None and FORMATS.get(fmt.lower()) != FORMATS[ext]:
+            raise OptionError("fmt", fmt, f"differs from the output file's extension ({name})")
+        fmt = ext
     if outdir.exists() and not outdir.is_dir():
         raise OptionError("outdir", shown(outdir), "is a file, not a folder")
+    made = [p for p in (outdir, *outdir.parents) if not p.exists()]  # removed again if nothing is written
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OptionError("outdir", shown(outdir), f"cannot create the output folder ({e.strerror or e})") from None
     if not os.access(outdir, os.W_OK | os.X_OK):
+        _remove_empty(made)
         raise OptionError("outdir", shown(outdir), "the output folder is not writable")
     subdirs = subdirs or {}
     for folder in {outdir / subdirs.get(f, Path()) for f in files} | {outdir}:
@@ -323,7 +304,7 @@ def upscale_files(
 
     def video_dst(src: Path) -> Path:
         """Where a video goes, its container and encoder decided before any compute (video.output_for)."""
-        dst = outdir / subdirs.get(src, Path()) / f"{src.stem}{suffix}{src.suffix}"
+        dst = outdir / (name or Path(subdirs.get(src, Path()), f"{src.stem}{suffix}{src.suffix}"))
         dst, video_options["codec"] = output_for(src, dst, codec)  # the codec of the video in hand
         return dst
 
@@ -366,7 +347,7 @@ def upscale_files(
             video = is_video(src)
             out_fmt = "" if video else output_format(src, fmt)[1]
             sub = subdirs.get(src, Path())
-            dst = video_dst(src) if video else output_path(src, outdir, suffix, fmt, sub)
+            dst = video_dst(src) if video else outdir / name if name else output_path(src, outdir, suffix, fmt, sub)
             if not _output_free(src, dst, inputs, existing):
                 summary.skipped.append(src)
                 continue
@@ -376,6 +357,8 @@ def upscale_files(
                         upscaler, src, dst, replace=existing == "overwrite", progress=report,
                         check_frame=frame_check, **video_options,
                     )  # fmt: skip
+                if bar is None and not progress:
+                    log(f"done: {shown(src)} -> {shown(plan.dst)}")
                 if plan.info.get("dropped"):
                     (bar.write if bar else log)(f"note: {shown(src)}: {plan.info['dropped']}")
                 if plan.info.get("denoise") is not None:
@@ -407,6 +390,8 @@ def upscale_files(
                     continue
                 raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
             summary.done.append(dst)
+            if bar is None and not progress:  # a log, not a terminal: one line per finished file
+                log(f"done: {shown(src)} -> {shown(dst)}")
         except (ValueError, OSError, MemoryError) as e:
             if isinstance(e, MemoryError):
                 e = Refused("out of memory (try smaller tiles)", remedy="tile")
@@ -420,7 +405,18 @@ def upscale_files(
     if bar is not None:
         bar.close()
     summary.seconds = time.perf_counter() - start
+    if not summary.joins:
+        _remove_empty(made)  # a run that wrote nothing leaves no folder it made
     return summary
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run made (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _output_free(src: Path, dst: Path, inputs: set[Path], existing: str) -> bool:

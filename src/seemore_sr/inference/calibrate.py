@@ -107,8 +107,13 @@ def fastest_executor(model: SeemoRe) -> str:
     if isinstance(entry, dict) and entry.get("executor") in candidates():
         _CHOSEN[key] = entry["executor"]
         return entry["executor"]
+    import sys
+
+    print("measuring the fastest way to run on this CPU, once (remembered for later runs)", file=sys.stderr, flush=True)
+    start = time.perf_counter()
     ms = calibrate(model)
     best = _CHOSEN[key] = min(ms, key=ms.get)
+    print(f"measured in {time.perf_counter() - start:.0f} s: {best}", file=sys.stderr, flush=True)
     known[key] = {"executor": best, "ms": {k: round(v, 2) for k, v in ms.items()}}
     try:
         from .._fs import atomic_path

@@ -52,6 +52,7 @@ import numpy as np
 
 from .._fs import atomic_path
 from ..errors import MissingExtra, Refused
+from .inputs import VIDEO_SUFFIXES
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -64,7 +65,6 @@ __all__ = [
     "join_segments",
 ]
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 LOSSLESS = {"ffv1": "bgr0"}  # codec -> the RGB pixel format that keeps every value
 # The encoder when none is asked for: H.264, except in WebM, which holds only VP8 / VP9 / AV1.
 DEFAULT_CODEC = {".webm": "libvpx-vp9"}

@@ -1,0 +1,128 @@
+"""A newcomer's first hour: ``-o file``, early errors without litter, extras checked first,
+log lines when piped, EXIF kept, notes on what was left out, ``train --threads``."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seemore_sr", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+
+
+def photo(path: Path, size=(24, 20), **save) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, **save)
+    return path
+
+
+def test_o_with_an_image_extension_writes_that_file(tmp_path, small_model):
+    src = photo(tmp_path / "in.png")
+    proc = run("upscale", src, "-o", tmp_path / "res" / "result.jpg", "--model", small_model)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "res" / "result.jpg"
+    assert out.is_file() and Image.open(out).format == "JPEG" and Image.open(out).size == (48, 40)
+    assert "written to" in proc.stdout and str(out) in proc.stdout
+    two = run("upscale", src, photo(tmp_path / "b.png"), "-o", tmp_path / "x.png", "--model", small_model)
+    assert two.returncode == 2 and "names one file, but 2 inputs" in two.stderr and not (tmp_path / "x.png").exists()
+    clash = run("upscale", src, "-o", tmp_path / "y.png", "--format", "jpg", "--model", small_model)
+    assert clash.returncode == 2 and "differs from the output file's extension" in clash.stderr
+    folder = run("upscale", src, "-o", tmp_path / "plain", "--model", small_model)  # no extension: a folder
+    assert folder.returncode == 0 and (tmp_path / "plain" / "in.png").is_file()
+
+
+def test_missing_inputs_fail_fast_and_leave_no_folder(tmp_path):
+    start = time.perf_counter()
+    proc = run("upscale", tmp_path / "nope.png", "-o", tmp_path / "out")
+    assert proc.returncode == 1 and "nope.png: no such file or folder" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    assert time.perf_counter() - start < 10  # before torch and the weights load
+    bicubic = run("eval", "bicubic", "--data", tmp_path)
+    assert bicubic.returncode == 2 and "bicubic needs --scale" in bicubic.stderr
+    code = ("import sys\nfrom seemore_sr.cli import main\nr = main(['upscale', 'nope.png', '-o', 'o'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True).returncode == 0
+
+
+def test_a_run_that_writes_nothing_leaves_no_folder(tmp_path, small_model):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    proc = run("upscale", bad, "-o", tmp_path / "new" / "out", "--model", small_model)
+    assert proc.returncode == 1 and "not an image" in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_extras_are_named_before_the_work(tmp_path, small_model, monkeypatch):
+    from seemore_sr.errors import MissingExtra, require
+
+    with pytest.raises(MissingExtra, match=r"pip install 'seemore-sr\[plot\]'"):
+        require("plot", "figures", "surely_not_a_module_xyz")
+    require("video", "video", "av")  # installed here: no error
+    # the CLI checks before loading the model: a fake module path that hides matplotlib
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "matplotlib.py").write_text("raise ImportError('hidden')\n")
+    code = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n.split('.')[0] in ('matplotlib', 'onnx') else real(n, *a)\n"
+        "from seemore_sr.cli import main\n"
+        f"rc = main(['explain', {str(small_model)!r}, '--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'e')!r}])\n"
+        "assert 'seemore_sr.models.hub' not in sys.modules, 'the model was loaded first'\n"
+        f"rc2 = main(['export', {str(small_model)!r}, {str(tmp_path / 'm.onnx')!r}])\n"
+        "sys.exit(rc * 10 + rc2)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 22, proc.stderr
+    assert "pip install 'seemore-sr[plot]'" in proc.stderr and "pip install 'seemore-sr[onnx]'" in proc.stderr
+
+
+def test_piped_output_gets_a_line_per_file_and_subfolders_are_mentioned(tmp_path, small_model):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    photo(src / "a.png")
+    photo(src / "b.png")
+    photo(src / "sub" / "c.png")
+    proc = run("upscale", src, "-o", tmp_path / "out", "--model", small_model)  # stderr is a pipe here
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("done: ") == 2 and "a.png -> " in proc.stderr
+    assert "1 subfolder(s) skipped (use -r to include them)" in proc.stderr
+    assert "\r" not in proc.stderr  # no progress bar in a log
+
+
+def test_eval_prints_no_bar_when_piped(tmp_path):
+    hr = tmp_path / "Tiny" / "HR"
+    hr.mkdir(parents=True)
+    photo(hr / "a.png", size=(48, 48))
+    proc = run("eval", "bicubic", "--scale", "2", "--data", hr.parent)
+    assert proc.returncode == 0 and "\r" not in proc.stderr and "it/s" not in proc.stderr
+
+
+def test_jpeg_exif_is_kept_with_the_orientation_applied(tmp_path, small_model):
+    src = tmp_path / "cam.jpg"
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x010F], exif[0x0110], exif[0x0132], exif[0x0112] = "Canon", "EOS 5D", "2024:05:01 10:00:00", 6
+    im.save(src, exif=exif.tobytes(), quality=95)
+    proc = run("upscale", src, "-o", tmp_path / "out", "--model", small_model)
+    assert proc.returncode == 0, proc.stderr
+    out = Image.open(tmp_path / "out" / "cam.jpg")
+    got = out.getexif()
+    assert (got[0x010F], got[0x0110], got[0x0132]) == ("Canon", "EOS 5D", "2024:05:01 10:00:00")
+    assert got.get(0x0112, 1) == 1 and out.size == (40, 60)  # rotated upright once, not again by viewers
+
+
+def test_train_has_threads(tmp_path):
+    proc = run("train", "--help")
+    assert "--threads N" in proc.stdout and "train.threads" in proc.stdout
+    from seemore_sr.cli import build_parser
+
+    args = build_parser().parse_args(["train", "cpu", "--run", str(tmp_path), "--threads", "1"])
+    assert args.threads == 1
