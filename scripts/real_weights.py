@@ -147,9 +147,54 @@ def ship(scale: int, run: Path, force: bool) -> None:
                  config=cfg)  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
+    presets_all = _load(PRESETS_JSON)
+    presets_all[f"x{scale}"][name] = presets_all[f"x{scale}"].pop("real")  # the file is now the bundled name
+    PRESETS_JSON.write_text(json.dumps(presets_all, indent=1, sort_keys=True) + "\n")
     for p in ("state.pt", "best.safetensors", "latest.safetensors"):
         (run / p).unlink(missing_ok=True)  # the package holds the weights; the run folder keeps its records
+    write_readme()
     print(f"shipped {name} ({iters} iterations, {cpu_s / 3600:.2f} CPU-hours)")
+
+
+def routing_text() -> str:
+    """The README's routing sentence, from campaign/results/routing.json (the shipped weights)."""
+    r = _load(ROUTING_JSON)
+    parts = []
+    for name in sorted(r, key=lambda n: (n.endswith("-real"), n)):
+        share, ranks = r[name]["share_percent"], r[name]["ranks"]
+        top = [max(range(len(ranks)), key=lambda e: layer[e]) for layer in share]
+        worst = max(max(layer) for layer in share)
+        layers = ", ".join(f"{'/'.join(f'{v:.0f}' for v in layer)}" for layer in share)
+        parts.append(f"`{name}` {layers} (largest share {worst:.0f}%; ranks most chosen {[ranks[t] for t in top]})")
+    if not parts:
+        return "Routing is measured when the real weights ship."
+    return (
+        "Routing on B100 (whole images; per layer, % of images sent to the rank-"
+        + "/".join(str(x) for x in next(iter(r.values()))["ranks"])
+        + " experts; `python scripts/real_weights.py routing NAME`): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+MARKERS = {"real-table": lambda: table(), "routing": routing_text}
+
+
+def write_readme(readme: Path = ROOT / "README.md") -> bool:
+    """Replace the README's generated blocks (``<!-- name -->...<!-- /name -->``); True if changed."""
+    import re
+
+    old = text = readme.read_text()
+    for name, make in MARKERS.items():
+        body = make().strip()
+        sep = "\n" if "\n" in body or name == "real-table" else ""
+        pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md: no <!-- {name} --> block")
+        text = pattern.sub(lambda _m, b=body, s=sep, n=name: f"<!-- {n} -->{s}{b}{s}<!-- /{n} -->", text)
+    if text != old:
+        readme.write_text(text)
+    return text != old
 
 
 def table() -> str:
@@ -175,7 +220,7 @@ def table() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["presets", "ship", "table", "routing"])
+    p.add_argument("command", choices=["presets", "ship", "table", "routing", "readme"])
     p.add_argument("models", nargs="*", help="routing: models")
     p.add_argument("--scale", type=int, choices=[2, 3, 4])
     p.add_argument("--method", nargs="+", default=[], help="presets: bicubic, registry names or weight files")
@@ -190,6 +235,8 @@ def main() -> None:
         ship(a.scale, a.run, a.force)
     elif a.command == "table":
         print(table())
+    elif a.command == "readme":
+        print("README.md: generated blocks " + ("rewritten" if write_readme() else "up to date"))
     else:
         routing(a.models)
 

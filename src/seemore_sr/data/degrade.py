@@ -208,7 +208,7 @@ def degrade_lr(lr: np.ndarray, hr: np.ndarray, scale: int, preset: str, name: st
         return lr
     gray = lr.ndim == 2
     if p.blur:
-        x = torch.from_numpy(np.ascontiguousarray(np.atleast_3d(hr))).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(np.atleast_3d(hr), dtype=np.float32)).permute(2, 0, 1)
         if x.shape[0] == 1:
             x = x.expand(3, -1, -1)
         hb = to_uint8(blur(x, gaussian_kernel(p.blur * scale)))
