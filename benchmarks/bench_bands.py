@@ -1,4 +1,4 @@
-"""A lever for issue 17, measured: run a residual group's local stages (``finish``: MoRE,
+"""A lever for CPU inference speed, measured: run a residual group's local stages (``finish``: MoRE,
 the FFN, SME) in row bands, so each band's chain of GEMMs and elementwise passes stays
 in L2, against one whole-image pass. Bands need a halo (SME's striped conv and the FFNs'
 3x3 gates: 7 rows) and are recomputed there.

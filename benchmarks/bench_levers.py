@@ -1,4 +1,4 @@
-"""Levers for issue 17 at the kernel level, measured side by side on this CPU.
+"""Levers for CPU inference speed at the kernel level, measured side by side on this CPU.
 
     python benchmarks/bench_levers.py [--repeats 15] [--out benchmarks/results/levers-NAME]
 

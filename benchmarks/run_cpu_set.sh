@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU benchmark set of a session, for the CPU it runs on (issue 26): executors, peers
+# The CPU benchmark set of a session, for the CPU it runs on: executors, peers
 # (twice, separate processes), the per-op profile, peers with the kernels held to AVX2
 # (oneDNN, MKL and ATen told not to use AVX-512: which executor wins on AVX2 kernels, not
 # an AVX2 machine's memory system or clocks), and video. Pause other work first.

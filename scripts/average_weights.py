@@ -4,7 +4,7 @@
 
 Every file must hold the same network (same config, same tensor names and shapes); the
 result is their element-wise mean, written with the first file's config and a provenance
-naming its sources. Tried on the campaign's x4 (issue 24): the mean of two consecutive
+naming its sources. Tried on the campaign's x4: the mean of two consecutive
 shipped endpoints, each the end of a restart-and-decay extension, is worse than either
 (README, "Averaging endpoints").
 """

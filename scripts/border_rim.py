@@ -1,4 +1,4 @@
-"""The border rim (issue 24, part 5): how far flat colours drift near the image border.
+"""The border rim: how far flat colours drift near the image border.
 
     python scripts/border_rim.py [--weights FILES...] [--mirror 0 auto 4] [--size 48] [--band 12] [--json F]
 
@@ -12,7 +12,7 @@ file is measured with each ``--mirror`` (input pixels mirrored around the image 
 the network runs: "auto" = 4 on the flat sides, the upscaler's default; 0 = the network
 on the image alone, what training changes; default: both).
 
-Target (issue 24): border <= 16 and interior <= 4 levels at every scale.
+Target: border <= 16 and interior <= 4 levels at every scale.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training campaign for the bundled SeemoRe-T weights (issue 12).
+# The training campaign for the bundled SeemoRe-T weights.
 #   scripts/campaign.sh start    resume the x2 trunk (campaign/trunk) in the background, nice'd
 #   scripts/campaign.sh pause    SIGSTOP it (around benchmarks); resume continues it
 #   scripts/campaign.sh resume

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every lent GPU minute goes to training (issue 12): continue the x2 trunk on the device at
+# Every lent GPU minute goes to training: continue the x2 trunk on the device at
 # the paper's batch (32 x 64px LR patches) for MINUTES, then, if COOL_S > 0, the branches that
 # make shippable weights, at the same batch: an x2 cool-down (linear decay to 0) from the
 # trunk's state for about COOL_S seconds, then x3 and x4 fine-tunes from the cooled x2 for

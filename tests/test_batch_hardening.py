@@ -1,4 +1,4 @@
-"""seemore upscale's batch rules (issue 13): one bad file never stops a batch, outputs are
+"""seemore upscale's batch rules: one bad file never stops a batch, outputs are
 checked before compute, nothing is lost or silently changed. A stand-in upscaler (2x
 nearest) keeps these fast; the real network's paths are in test_upscale.py."""
 

@@ -1,4 +1,4 @@
-"""Untrusted checkpoints stay cheap (issue 13): a small hostile file is refused with one
+"""Untrusted checkpoints stay cheap: a small hostile file is refused with one
 line naming the file and the problem, before any model is built from its claims."""
 
 import json

@@ -1,4 +1,4 @@
-"""Frictions a new user hit (issue 27): fast --help, --threads, eval's scale from the model,
+"""Frictions a new user hit: fast --help, --threads, eval's scale from the model,
 where the outputs went, --quality, no progress-bar escapes in logs."""
 
 import subprocess

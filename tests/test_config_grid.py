@@ -1,4 +1,4 @@
-"""One test over every preset and a grid of configs (issue 25): every inference path against
+"""One test over every preset and a grid of configs: every inference path against
 the eager reference, on perturbed weights (norm affines far from (1, 0), non-zero biases),
 so a folding bug cannot hide behind identity affines.
 

@@ -1,4 +1,4 @@
-"""Hardening, round 3 (issue 27): hostile files stay cheap and fail alone, in one line."""
+"""Hardening, round 3: hostile files stay cheap and fail alone, in one line."""
 
 import os
 import subprocess

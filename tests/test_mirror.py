@@ -1,4 +1,4 @@
-"""``mirror``: pixels mirrored around the image against the border rim (issue 24, part 5)."""
+"""``mirror``: pixels mirrored around the image against the border rim."""
 
 from pathlib import Path
 
@@ -28,9 +28,9 @@ def _drift(up: Upscaler, rgb, side: int = 48, band: int = 12) -> tuple[int, int]
 
 
 def test_mirror_removes_a_rim():
-    # x4 weights shipped before the flat-patch training (stop 31): the rim the option exists
-    # for, 44 levels in blue at the border. The shipped weights' own rim is being trained
-    # away (x4 18 at stop 32, 13 at stop 33), so they cannot show that the option removes one.
+    # x4 weights shipped before the flat-patch training: the rim the option exists for, 44
+    # levels in blue at the border. The shipped weights' own rim has since been trained
+    # away, so they cannot show that the option removes one.
     blue = (0, 0, 255)
     plain = _drift(Upscaler(RIM_WEIGHTS, device="cpu", tile=0, mirror=0), blue)
     assert plain[0] > 30
@@ -44,7 +44,7 @@ def test_mirror_removes_a_rim():
 def test_the_bundled_weights_keep_flat_colours_flat():
     up = Upscaler("seemore-tiny-x4", device="cpu", tile=0)
     assert up.engine.mirror == "auto"  # the default
-    for rgb in ((255, 0, 0), (0, 0, 255)):  # x4's worst colours at stops 31 and 32
+    for rgb in ((255, 0, 0), (0, 0, 255)):  # the worst colours of earlier x4 weights
         border, interior = _drift(up, rgb)
         assert border <= 4 and interior <= 4, rgb
     assert Upscaler("seemore-tiny-x2", device="cpu").engine.mirror == "auto"

@@ -1,4 +1,4 @@
-"""``seemore upscale`` under torchrun (issue 28): 2 CPU ranks (gloo, --standalone) over a
+"""``seemore upscale`` under torchrun: 2 CPU ranks (gloo, --standalone) over a
 folder of images and a short video with audio, cut into 4 segments that the ranks share,
 give the bytes one process gives, each rank writing only its own files, and a rerun with
 --skip-existing picks up what is missing."""

@@ -392,7 +392,7 @@ def test_missing_data_folders_say_what_to_pass(tmp_path, data):
 
 
 def test_synthetic_patches_replace_a_fraction_and_leave_the_photographs_crops(tmp_path, data):
-    """data.synthetic (issue 24, the border rim): that fraction of a batch's patches are
+    """data.synthetic: that fraction of a batch's patches are
     flat colours and shapes, LR = the bicubic downscale of HR (flat stays flat, to the
     edge); the other patches are the crops of a run without them."""
     import numpy as np
@@ -419,7 +419,7 @@ def test_synthetic_patches_replace_a_fraction_and_leave_the_photographs_crops(tm
 
 
 def test_teacher_outputs_are_cached_and_cropped_with_the_patches(tmp_path, data):
-    """Distillation (issue 24): the teacher runs once per training image (cached as uint8,
+    """Distillation: the teacher runs once per training image (cached as uint8,
     read back memory-mapped, a damaged entry made again), and each batch carries the
     teacher's patch at the HR patch's place and flip."""
     import numpy as np

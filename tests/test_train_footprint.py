@@ -1,4 +1,4 @@
-"""The trainer's footprint (issue 24 section 4): decoded images cached on disk by content,
+"""The trainer's footprint: decoded images cached on disk by content,
 micro-batches that give the whole batch's step, and a short run that leaves its numbers."""
 
 import json

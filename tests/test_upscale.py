@@ -378,7 +378,7 @@ print(up.tiled(1, 20000), hwm() - base)
 @pytest.mark.slow
 def test_a_thin_strip_is_tiled_by_default():
     """1 x 20000 pixels: the network computes 16 rows (its minimum side), 0.32 MP, which whole
-    takes most of a GB; the default policy tiles it by area instead (issue 13)."""
+    takes most of a GB; the default policy tiles it by area instead."""
 
     (auto_tile, auto_mb), (_, whole_mb) = measure(STRIP, "auto"), measure(STRIP, "0")
     assert auto_tile == 256

@@ -1,4 +1,4 @@
-"""Video (issue 28): ``seemore upscale clip.mp4`` keeps frames, time stamps, rate, duration
+"""Video: ``seemore upscale clip.mp4`` keeps frames, time stamps, rate, duration
 and audio; lossless output equals upscaling each frame as an image; bad files fail alone."""
 
 from pathlib import Path

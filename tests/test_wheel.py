@@ -1,4 +1,4 @@
-"""The wheel, as a user installs it (issue 27): built from the checkout, installed into a
+"""The wheel, as a user installs it: built from the checkout, installed into a
 clean virtual environment outside it, it runs the main job with its bundled weights."""
 
 import subprocess

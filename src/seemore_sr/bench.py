@@ -63,7 +63,7 @@ def interleaved(keys: Iterable[K], rounds: int) -> list[K]:
     (``2n`` when ``n`` is odd) every key runs once in every position and, within the
     rounds, right after every other key once (twice). A path pays for the caches and heap
     the previous one left; in one fixed order the same module was measured 3-17% slower
-    in the row after SPAN than in its own (BENCHMARKS.md, AMD EPYC family 26)."""
+    in the row after SPAN than in its own (BENCHMARKS.md)."""
     keys = list(keys)
     n = len(keys)
     first, low, high = [0], 1, n - 1  # 0, 1, n-1, 2, n-2, ...

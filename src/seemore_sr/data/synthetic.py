@@ -1,4 +1,4 @@
-"""Synthetic training patches: flat colours and sharp-edged shapes (issue 24, the border rim).
+"""Synthetic training patches: flat colours and sharp-edged shapes (against the border rim).
 
 Photographs rarely hold a patch of one saturated colour, so a network trained on them
 alone lets flat colours drift near the image border, where its convs see zero padding: a

@@ -3,7 +3,7 @@
 # ``mirror``: input pixels of the image mirrored around it before the network runs (and
 # cropped from the output). The network pads its convs with zeros, so at the border it
 # sees a frame of the training data's mean colour: flat colours drift there (the "border
-# rim", issue 24: up to 47 / 44 levels at x3 / x4 within 12 output pixels of the edge with
+# rim": up to 47 / 44 levels at x3 / x4 within 12 output pixels of the edge with
 # the bundled weights; x2's, trained with flat patches, 5), which 4 mirrored pixels remove
 # (1 / 3 / 4 levels at x2 / x3 / x4; ``scripts/border_rim.py``). On photographs the
 # network has learned to use the frame:

@@ -46,11 +46,9 @@ def candidates() -> list[str]:
 
 def table_choice() -> str:
     """The choice without measuring, from the CPU's flags: oneDNN's fused kernels on
-    AVX-512 CPUs, with PyTorch's ``layer_norm`` on Intel's (fastest on the Xeon, family 6
-    model 167) and the composed norm on AMD's (PyTorch's kernel was 2.5x slower on
-    36-channel rows on the EPYC, family 25; on family 26 the calibration chose the same);
-    plain NHWC ops on AVX2-only CPUs (fastest exact path on the AVX2 EPYC, family 25
-    model 1: issue 26)."""
+    AVX-512 CPUs, with PyTorch's ``layer_norm`` on Intel's and the composed norm on AMD's
+    (PyTorch's kernel handled 36-channel rows poorly there); plain NHWC ops on AVX2-only
+    CPUs (the fastest exact path measured there). The per-CPU measurements: BENCHMARKS.md."""
     info = _cpuinfo()
     if DNN and "avx512f" in set(info.get("flags", "").split()):
         return "nhwc-fused-ln" if info.get("vendor_id") == "GenuineIntel" else "nhwc-fused"

@@ -9,7 +9,7 @@ fast path). No block's arithmetic is written here: that is
 
 ``fused=False`` gives the same executor with plain PyTorch ops (torch's ``layer_norm``,
 GELU / add / mul as separate passes): a candidate of its own on CPUs where oneDNN's
-fused kernels do not pay (``optimize`` measures, issue 26), and the path under autocast.
+fused kernels do not pay (``optimize`` measures), and the path under autocast.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class NHWCOps(Ops):
         """PyTorch's ``layer_norm`` kernel, or four vectorised passes (the kernel handles
         36-channel rows poorly on some CPUs, well on others: ``optimize`` measures which;
         BENCHMARKS.md); the same formula, max difference ~1e-6. The kernel gets an identity
-        affine where there is none: its path without one was slower (Xeon, model 167)."""
+        affine where there is none: its path without one was slower where measured."""
         if self.torch_norm or not self._dnn(x):
             c = x.shape[-1]
             if w is None:

