@@ -27,6 +27,27 @@ from seemore_sr.models.seemore import Router
 from seemore_sr.training.trainer import balance_loss, sr_loss
 
 
+def _stepper(scale: int):
+    """One training step of the real recipe's shape on a fresh x``scale`` model: ``step(lr, hr)``."""
+    model = create_model(f"seemore-tiny-x{scale}").train().to(memory_format=torch.channels_last)
+    gates: list = []
+    for m in model.modules():
+        if isinstance(m, Router):
+            m.register_forward_hook(lambda _m, _i, out: gates.append(out))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step(lr: torch.Tensor, hr: torch.Tensor) -> None:
+        opt.zero_grad()
+        for i in range(0, 16, 2):
+            sr = model(lr[i : i + 2].contiguous(memory_format=torch.channels_last))
+            loss = sr_loss(sr, hr[i : i + 2]) + 0.02 * balance_loss(gates)
+            gates.clear()
+            (loss / 8).backward()
+        opt.step()
+
+    return step
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
@@ -39,22 +60,7 @@ def main() -> None:
     for scale in (2, 4):
         clean = PairedImages([args.data], scale, 48, seed=0, skip_small=True)
         real = PairedImages([args.data], scale, 48, seed=0, skip_small=True, degrade=DegradeConfig(enabled=True))
-        model = create_model(f"seemore-tiny-x{scale}").train().to(memory_format=torch.channels_last)
-        gates: list = []
-        for m in model.modules():
-            if isinstance(m, Router):
-                m.register_forward_hook(lambda _m, _i, out: gates.append(out))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def step(lr: torch.Tensor, hr: torch.Tensor) -> None:
-            opt.zero_grad()
-            for i in range(0, 16, 2):
-                sr = model(lr[i : i + 2].contiguous(memory_format=torch.channels_last))
-                loss = sr_loss(sr, hr[i : i + 2]) + 0.02 * balance_loss(gates)
-                gates.clear()
-                (loss / 8).backward()
-            opt.step()
-
+        step = _stepper(scale)
         times: dict[str, list[float]] = {"batch_clean": [], "batch_degraded": [], "step": []}
         step(*clean.batch(0, 16))  # warm up
         for r in range(args.repeats):
