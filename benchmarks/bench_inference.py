@@ -47,6 +47,7 @@ from seemore_sr.bench import cpu_description, interleaved, time_call
 from seemore_sr.inference.export import OnnxUpscaler, export_onnx
 from seemore_sr.inference.fast import EXECUTORS, CudaGraphed, make_ops, optimize
 from seemore_sr.models.complexity import paper_input_size
+from seemore_sr.models.folded import fold
 from seemore_sr.models.seemore import pad_to_min
 
 
@@ -59,7 +60,7 @@ def paths_for(model, device, args):
     fast = optimize(model)
     print(f"# optimize chose: {fast.executor}")
     for name in EXECUTORS if device.type == "cpu" else ["nhwc"]:
-        out[f"exec:{name}"] = model.fold(make_ops(name))
+        out[f"exec:{name}"] = fold(model, make_ops(name))
     out["optimize"] = fast
     if args.compile:
         out["optimize+compile"] = torch.compile(optimize(model), dynamic=True)
@@ -222,7 +223,7 @@ def peers(args) -> int:
         "SAFMN (36 ch, 8 blocks)": safmn,
         "SPAN (48 ch)": span,
         f"ours, optimize() fp32 [{optimize(ours).executor}]": optimize(ours),
-        **{f"ours, executor {name}": ours.fold(make_ops(name)) for name in EXECUTORS},
+        **{f"ours, executor {name}": fold(ours, make_ops(name)) for name in EXECUTORS},
     }
     h, w = paper_input_size(4)
     x = torch.rand(1, 3, h, w)
@@ -237,7 +238,7 @@ def peers(args) -> int:
     if args.compile:  # inductor with frozen weights (its CPU inference mode): C++ kernels fused around oneDNN's
         frozen = {"freezing": True}
         paths["SPAN, torch.compile (frozen)"] = torch.compile(span, options=frozen)
-        dense = ours.fold(make_ops("nchw-cl"), dense=True)  # a static graph: every expert, no data-dependent slice
+        dense = fold(ours, make_ops("nchw-cl"), dense=True)  # a static graph: every expert, no data-dependent slice
         paths["ours, torch.compile nchw-cl (frozen)"] = torch.compile(dense, options=frozen)
     with torch.no_grad():
         ref = authors(x)

@@ -5,6 +5,7 @@ from safetensors.torch import load_file
 
 from seemore_sr import load_model
 from seemore_sr.cli import main
+from seemore_sr.models.folded import fold
 
 from .conftest import GOLDEN
 
@@ -78,7 +79,7 @@ def test_folded_forms_give_the_authors_outputs(name):
     model = load_model(GOLDEN / name)
     for ops in (None, NHWCOps(), NHWCOps(fused=False)):
         for dense in (False, True):
-            folded = model.fold(ops, dense=dense)
+            folded = fold(model, ops, dense=dense)
             assert len(list(folded.modules())) < len(list(model.modules()))  # folded, not a copy
             assert (folded(t["input"]) - t["output_eval"]).abs().max() <= 1e-5, (ops, dense)
 

@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from seemore_sr import SeemoReConfig, create_model, list_models, load_model
+from seemore_sr.models.folded import fold
 from seemore_sr.models.registry import VARIANTS
 from seemore_sr.models.seemore import MoELayer, SeemoRe
 
@@ -217,7 +218,7 @@ def test_optimize_is_exact(path):
     x = torch.rand(1, 3, 9, 13)  # padded small input
     with torch.no_grad():
         assert (fast(x) - model(x)).abs().max() <= 1e-4
-    plain = model.fold(nhwc.NHWCOps(fused=False))  # the plain-op executor (autocast, builds without oneDNN)
+    plain = fold(model, nhwc.NHWCOps(fused=False))  # the plain-op executor (autocast, builds without oneDNN)
     assert (plain(t["input"]) - t["output_eval"]).abs().max() <= 1e-4
     assert all(p.requires_grad for p in model.parameters())  # the original is untouched
     with pytest.raises(RuntimeError, match="inference only"):

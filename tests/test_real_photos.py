@@ -120,10 +120,11 @@ def test_presets_are_seeded_by_name_and_degrade_as_named():
     assert degrade_lr(gray, hr[..., 0], 2, "mixed", "g.png").shape == gray.shape
 
 
-def test_cli_preset_names_match_the_library():
-    from seemore_sr.cli import DEGRADE_PRESETS
+def test_cli_name_lists_match_the_library():
+    from seemore_sr.cli import DEGRADE_PRESETS, EXECUTORS
+    from seemore_sr.inference.executors import EXECUTORS as LIBRARY_EXECUTORS
 
-    assert list(DEGRADE_PRESETS) == list(PRESETS)
+    assert list(DEGRADE_PRESETS) == list(PRESETS) and EXECUTORS == LIBRARY_EXECUTORS
 
 
 def test_eval_degrade_lowers_bicubic_and_saves_the_degraded_input(tmp_path):
@@ -218,7 +219,7 @@ def test_blend_state_is_exact_at_both_ends():
 def weights_pair(tmp_path, monkeypatch):
     """A weights folder with a small clean x2 and a '-real' twin (the clean one, perturbed)."""
     from seemore_sr import create_model, save_model
-    from seemore_sr.models import hub
+    from seemore_sr.models import registry
 
     torch.manual_seed(0)
     clean = create_model("seemore-tiny-x2", num_layers=1, embedding_dim=8)
@@ -227,7 +228,7 @@ def weights_pair(tmp_path, monkeypatch):
         for p in clean.parameters():
             p.add_(0.05 * torch.randn_like(p))
     save_model(clean, tmp_path / "seemore-tiny-x2-real.safetensors")
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
     return tmp_path
 
 

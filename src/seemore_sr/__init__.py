@@ -7,6 +7,7 @@ Public API::
     save_model(model, path, **provenance)  # .safetensors with config + provenance
     list_models()
     optimize(model)                      # the fastest exact inference module here
+    fold(model)                          # the network's inference form (folded weights)
     Upscaler(model, ...)(image), upscale(image)
 
 Models take ``(N, C, H, W)`` float tensors in [0, 1] and return ``(N, C, H*s, W*s)``.
@@ -30,6 +31,7 @@ _WHERE = {
     "SeemoRe": ".models.seemore",
     "SeemoReConfig": ".models.seemore",
     "optimize": ".inference.fast",
+    "fold": ".models.folded",
     "upscale": ".inference.upscaler",
     "Upscaler": ".inference.upscaler",
     "Engine": ".inference.engine",

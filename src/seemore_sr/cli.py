@@ -7,8 +7,10 @@ import sys
 
 __all__ = ["main"]
 
-# data.degrade.PRESETS's names, here so that argument parsing does not import torch (a test checks the copy)
+# data.degrade.PRESETS's and inference.executors.EXECUTORS's names, here so that argument
+# parsing does not import torch (a test checks the copies)
 DEGRADE_PRESETS = ("clean", "jpeg50", "jpeg70", "jpeg90", "noise5", "noise10", "mixed")
+EXECUTORS = ("nhwc-fused", "nhwc-fused-ln", "nhwc", "nchw-cl", "nchw")
 
 
 def _override_args(items: list[str]) -> dict[str, object]:
@@ -274,6 +276,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         subdirs=subdirs,
         share=share,
+        report_done=not sys.stderr.isatty() or args.no_progress,
     )
     summary.failed[:0] = missing
     if ranks is not None:
@@ -657,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--executor",
-        choices=["auto", "nhwc-fused", "nhwc-fused-ln", "nhwc", "nchw-cl", "nchw"],
+        choices=["auto", *EXECUTORS],
         default="auto",
         help="how the network runs (default auto: the fastest measured on this CPU)",
     )

@@ -108,7 +108,7 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
                     if decode:
                         im.load()
                         info, tables = dict(im.info), getattr(im, "quantization", None)
-                        exif = im.getexif()
+                        exif = im.getexif() if info.get("exif") else None  # a camera's EXIF block (not TIFF tags)
                         im = ImageOps.exif_transpose(im)
                         im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
                         if exif:  # the camera's make, model and date kept; the orientation is applied
@@ -216,7 +216,7 @@ def _save_atomic(im: Image.Image, dst: Path, fmt: str, info: dict, replace: bool
         kwargs["icc_profile"] = icc  # only a profile that describes the pixels written
     if "dpi" in info and fmt in ("PNG", "JPEG", "TIFF"):
         kwargs["dpi"] = info["dpi"]
-    if info.get("exif") and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+    if info.get("exif") and fmt in ("PNG", "JPEG", "WEBP"):
         kwargs["exif"] = info["exif"]
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
@@ -258,6 +258,7 @@ def upscale_files(
     subdirs: dict[Path, Path] | None = None,
     share: tuple[int, int] = (0, 1),
     name: str | None = None,
+    report_done: bool = False,
 ) -> Summary:
     """Upscale ``files`` into ``outdir`` (mirroring folder scans' subfolders), one line per failure.
 
@@ -269,7 +270,9 @@ def upscale_files(
     items being the image files and the videos' segments (:mod:`.video`), listed the same
     way by every rank; the videos are then left to join (``Summary.joins``:
     :func:`join_videos`, once every rank is done). Alone (``world`` 1) a video is made and
-    joined in turn.
+    joined in turn. ``name``: the one input's output file name in ``outdir`` (its extension
+    picks the format). ``report_done``: ``log`` a line per finished file (for logs). A folder
+    this call made is removed again when nothing was written into it.
     """
     summary = Summary()
     start = time.perf_counter()
@@ -357,7 +360,7 @@ def upscale_files(
                         upscaler, src, dst, replace=existing == "overwrite", progress=report,
                         check_frame=frame_check, **video_options,
                     )  # fmt: skip
-                if bar is None and not progress:
+                if report_done:
                     log(f"done: {shown(src)} -> {shown(plan.dst)}")
                 if plan.info.get("dropped"):
                     (bar.write if bar else log)(f"note: {shown(src)}: {plan.info['dropped']}")
@@ -390,7 +393,7 @@ def upscale_files(
                     continue
                 raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
             summary.done.append(dst)
-            if bar is None and not progress:  # a log, not a terminal: one line per finished file
+            if report_done:  # a log, not a terminal: one line per finished file
                 log(f"done: {shown(src)} -> {shown(dst)}")
         except (ValueError, OSError, MemoryError) as e:
             if isinstance(e, MemoryError):

@@ -27,7 +27,9 @@ import time
 import torch
 
 from ..bench import _cpuinfo, cpu_description, interleaved
+from ..models.folded import fold
 from ..models.seemore import SeemoRe
+from .executors import make_ops
 from .nhwc import DNN
 
 __all__ = ["fastest_executor", "candidates", "calibrate", "table_choice", "CALIBRATION_SIZE"]
@@ -68,12 +70,10 @@ def _cache_file():
 
 def calibrate(model: SeemoRe, rounds: int = 3, size: tuple[int, int] = CALIBRATION_SIZE) -> dict[str, float]:
     """Milliseconds of each candidate executor on the calibration pass (its fastest round)."""
-    from .fast import make_ops
-
     net = copy.deepcopy(model).float().cpu().eval()
     net.body = net.body[:2]
     x = torch.rand(1, net.config.in_chans, *size, generator=torch.Generator().manual_seed(0))
-    runs = {name: net.fold(make_ops(name)) for name in candidates()}
+    runs = {name: fold(net, make_ops(name)) for name in candidates()}
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.no_grad():
         for f in runs.values():

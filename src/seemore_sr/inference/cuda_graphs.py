@@ -9,6 +9,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from ..models.folded import fold
 from ..models.seemore import SeemoRe
 
 __all__ = ["CudaGraphed", "exact_cudnn"]
@@ -39,7 +40,7 @@ class CudaGraphed(nn.Module):
 
     def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000) -> None:
         super().__init__()
-        self.model = model.fold(dense=True)  # plain NCHW ops: cuDNN
+        self.model = fold(model, dense=True)  # plain NCHW ops: cuDNN
         self.executor = "cuda-graphs"
         self.config = model.config
         self.max_graphs, self.max_pixels = max_graphs, max_pixels

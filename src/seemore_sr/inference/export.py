@@ -2,7 +2,7 @@
 
 The authors' eval path picks experts in Python, so a traced graph freezes the experts
 chosen for the tracing input. Here the network's folded form is traced dense
-(:meth:`SeemoRe.fold(dense=True) <seemore_sr.models.seemore.SeemoRe.fold>`: every MoE
+(:func:`fold(model, dense=True) <seemore_sr.models.folded.fold>`: every MoE
 layer's experts as one low-rank product, the unchosen ones weighted by zero, the top-k
 taken inside the graph), so each image of a batch is routed by its own content at run
 time; no channel shuffle or splits, norm affines in the next conv. Inputs of any size
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .._fs import atomic_path, cache_dir
+from ..models.folded import fold
 from ..models.seemore import SeemoRe, pad_to_min
 
 __all__ = ["export_onnx", "OnnxUpscaler", "onnx_runner", "cache_dir", "graph_key"]
@@ -49,7 +50,7 @@ def export_onnx(model: SeemoRe, path: str | os.PathLike, opset: int = 17, *, fol
     in their dense form): the same function in a graph ~1.2x slower in onnxruntime, whose
     node names follow the checkpoint's modules."""
     net = copy.deepcopy(model).eval().float().cpu()
-    net = net.fold(dense=True) if folded else _Dense(net)
+    net = fold(net, dense=True) if folded else _Dense(net)
     size = max(net.config.min_size, 32)
     x = torch.rand(1, net.config.in_chans, size, size + 8)
     path = Path(path)

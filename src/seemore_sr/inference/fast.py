@@ -17,33 +17,14 @@ outputs (max abs difference ~1e-5 in fp32), for inference only.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ..errors import OptionError
-from ..models.folded import FoldedSeemoRe, Ops
+from ..models.folded import FoldedSeemoRe, fold
 from ..models.seemore import SeemoRe
 from .cuda_graphs import CudaGraphed, exact_cudnn
-from .nhwc import NHWCOps
+from .executors import EXECUTORS, make_ops
 
 __all__ = ["optimize", "CudaGraphed", "exact_cudnn", "EXECUTORS", "make_ops"]
-
-EXECUTORS = ("nhwc-fused", "nhwc-fused-ln", "nhwc", "nchw-cl", "nchw")
-
-
-def make_ops(executor: str) -> Ops:
-    """The executor object for a name of :data:`EXECUTORS`."""
-    if executor == "nhwc-fused":
-        return NHWCOps(fused=True)
-    if executor == "nhwc-fused-ln":
-        return NHWCOps(fused=True, torch_norm=True)
-    if executor == "nhwc":
-        return NHWCOps(fused=False)
-    if executor == "nchw-cl":
-        return Ops(torch.channels_last)
-    if executor == "nchw":
-        return Ops()
-    raise OptionError("executor", executor, f"must be auto or one of {', '.join(EXECUTORS)}")
 
 
 def optimize(model: SeemoRe, executor: str = "auto") -> nn.Module:
@@ -68,4 +49,4 @@ def optimize(model: SeemoRe, executor: str = "auto") -> nn.Module:
             executor = fastest_executor(model)
         else:
             executor = "nchw"
-    return model.fold(make_ops(executor)).to(device)
+    return fold(model, make_ops(executor)).to(device)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from ..data.images import IMAGE_SUFFIXES, regular_file
 
-__all__ = ["INPUT_SUFFIXES", "VIDEO_SUFFIXES", "collect_inputs"]
+__all__ = ["IMAGE_INPUTS", "INPUT_SUFFIXES", "VIDEO_SUFFIXES", "collect_inputs"]
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
-INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"} | VIDEO_SUFFIXES  # GIFs: single frame, written as PNG
+IMAGE_INPUTS = IMAGE_SUFFIXES | {".gif"}  # GIFs: single frame, written as PNG
+INPUT_SUFFIXES = IMAGE_INPUTS | VIDEO_SUFFIXES
 
 
 def collect_inputs(

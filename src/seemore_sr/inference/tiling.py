@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..models.folded import fold
 from ..models.seemore import SeemoRe, SeemoReConfig, pad_to_min
 from ..models.stages import GroupStages, NetworkStages
 from .cuda_graphs import CudaGraphed
@@ -273,7 +274,7 @@ def _stages(model: nn.Module) -> NetworkStages:
     the one inside a CudaGraphed, or a reference SeemoRe folded here (NCHW)."""
     net = model.model if isinstance(model, CudaGraphed) else model
     if isinstance(net, SeemoRe):
-        net = net.fold()
+        net = fold(net)
     if not isinstance(net, NetworkStages) or not all(isinstance(g, GroupStages) for g in net.groups):
         raise TypeError(f"tiled_forward needs a SeemoRe network or its folded form, got {type(model).__name__}")
     return net

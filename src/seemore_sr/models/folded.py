@@ -1,6 +1,6 @@
 """SeemoRe's inference form: every block folded, written once for any executor.
 
-:meth:`SeemoRe.fold() <seemore_sr.models.seemore.SeemoRe.fold>` turns the reference
+:func:`fold` turns the reference
 network (:mod:`.seemore`) into a :class:`FoldedSeemoRe`: the same function (within
 ~1e-6; only the order of float operations changes), with the training form's detours
 folded into the weights, the way timm's ``reparameterize()`` folds a block's branches:
@@ -48,7 +48,7 @@ from .seemore import (
     route,
 )
 
-__all__ = ["Ops", "FoldedSeemoRe", "FoldedGroup", "FoldedRME", "FoldedSME", "FoldedFFN", "FoldedMoE"]
+__all__ = ["fold", "Ops", "FoldedSeemoRe", "FoldedGroup", "FoldedRME", "FoldedSME", "FoldedFFN", "FoldedMoE"]
 
 
 # ----------------------------------------------------------------------------- executor
@@ -343,7 +343,7 @@ class FoldedGroup(nn.Module):
 class FoldedSeemoRe(nn.Module):
     """A :class:`~seemore_sr.models.seemore.SeemoRe` folded for inference (module docstring);
     same call contract, eval only. Shares the reference's spatial convs, so fold a copy
-    of a network that is still training (``SeemoRe.fold`` does)."""
+    of a network that is still training (:func:`fold` does)."""
 
     def __init__(self, net: SeemoRe, ops: Ops | None = None, *, dense: bool = False) -> None:
         super().__init__()
@@ -401,3 +401,12 @@ class FoldedSeemoRe(nn.Module):
         if mode:
             raise RuntimeError("a folded SeemoRe is for inference only; train the original SeemoRe module")
         return super().train(False)
+
+
+def fold(model: SeemoRe, ops: Ops | None = None, *, dense: bool = False) -> FoldedSeemoRe:
+    """The inference form of ``model`` (:class:`FoldedSeemoRe`): the same function with the
+    shuffle, splits and norm affines folded into the weights, run by ``ops`` (NCHW PyTorch
+    by default; :class:`~seemore_sr.inference.nhwc.NHWCOps` on CPUs); ``dense`` for a
+    static graph. Built from a copy: ``model`` is left as it is (as timm keeps
+    ``reparameterize_model`` outside the model's file)."""
+    return FoldedSeemoRe(copy.deepcopy(model), ops, dense=dense)

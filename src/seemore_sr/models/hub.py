@@ -6,17 +6,10 @@ import os
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .registry import parse_name
+from .registry import WEIGHTS_DIR, bundled_weights, parse_name
 from .seemore import SeemoRe
 
 __all__ = ["WEIGHTS_DIR", "bundled_weights", "load_model"]
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def bundled_weights() -> dict[str, Path]:
-    """Registry names that ship with trained weights, and their files."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
 def load_model(path_or_name: str | os.PathLike, **overrides: object) -> SeemoRe:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from .seemore import SeemoRe, SeemoReConfig
 
@@ -17,6 +18,8 @@ __all__ = [
     "make_config",
     "parse_name",
     "clean_name",
+    "bundled_weights",
+    "WEIGHTS_DIR",
     "FLAVOURS",
     "create_model",
     "variant_of",
@@ -30,7 +33,13 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 SCALES = (1, 2, 3, 4)
 FLAVOURS = ("", "-real")  # clean bicubic weights; weights for real photos (JPEG, noise, blur), same network
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # the bundled weights, named by registry name
 _NAME = re.compile(r"^seemore-(?P<variant>[a-z]+)-x(?P<scale>\d+)(?P<flavour>-real)?$")
+
+
+def bundled_weights() -> dict[str, Path]:
+    """Registry names that ship with trained weights, and their files."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
 def list_models() -> list[str]:
@@ -44,8 +53,6 @@ def parse_name(name: str) -> tuple[str, int]:
     names have bundled weights."""
     m = _NAME.match(name)
     if not m or m["variant"] not in VARIANTS or int(m["scale"]) not in SCALES:
-        from .hub import bundled_weights
-
         have = ", ".join(bundled_weights()) or "none"
         raise ValueError(
             f"unknown model {name!r}: names are seemore-{{{'|'.join(VARIANTS)}}}-x{{{'|'.join(map(str, SCALES))}}}"

@@ -379,14 +379,3 @@ class SeemoRe(nn.Module):
         out = self.upsampler(self.conv_2(self.norm(feat)) + res) / img_range + self.mean
         s = self.config.scale
         return out[..., : h * s, : w * s]
-
-    def fold(self, ops=None, *, dense: bool = False):
-        """The inference form (:class:`~seemore_sr.models.folded.FoldedSeemoRe`): the same
-        function with the shuffle, splits and norm affines folded into the weights, run by
-        ``ops`` (NCHW PyTorch by default; :class:`~seemore_sr.inference.nhwc.NHWCOps` on
-        CPUs); ``dense`` for a static graph. Built from a copy: this module is left as it is."""
-        import copy
-
-        from .folded import FoldedSeemoRe
-
-        return FoldedSeemoRe(copy.deepcopy(self), ops, dense=dense)

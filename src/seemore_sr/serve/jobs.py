@@ -31,7 +31,8 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.explain import expert_ranks_of, recorded_routing
-from ..inference.batch import FORMATS, INPUT_SUFFIXES, open_checked, probe, upscale_files
+from ..inference.batch import FORMATS, open_checked, probe, upscale_files
+from ..inference.inputs import IMAGE_INPUTS
 from ..inference.upscaler import Engine, Upscaler
 
 __all__ = ["Busy", "Cancelled", "Job", "Jobs", "Settings", "safe_name"]
@@ -216,8 +217,8 @@ class Jobs:
         """A job with its folder, not yet queued (its input is written first)."""
         name = safe_name(name)
         suffix = Path(name).suffix.lower()
-        if suffix not in INPUT_SUFFIXES:
-            known = ", ".join(sorted(s.lstrip(".") for s in INPUT_SUFFIXES))
+        if suffix not in IMAGE_INPUTS:  # images only: videos are the command line's (seemore upscale)
+            known = ", ".join(sorted(s.lstrip(".") for s in IMAGE_INPUTS))
             raise ValueError(f"{name}: not a supported image type (the name should end in one of {known})")
         self.full_check()
         if not self.root.is_dir():  # removed under us (a temp cleaner): recreate, do not fail every upload
