@@ -378,17 +378,36 @@ def _segment_frames(av, plan: VideoPlan, k: int) -> Iterator:
     with av.open(str(plan.src)) as inp:
         vin = inp.streams.video[0]
         decoder = vin.codec_context
-        i = -1
-        for packet in inp.demux(vin):
-            if packet.size == 0:
-                continue
-            i += 1
+        for i, packet in _packets(av, inp, vin, plan, first):
             if i < first:
                 continue
             if i >= end:
                 break
             yield from _kept(decoder.decode(packet), keep, vin.time_base)
         yield from _kept(decoder.decode(None), keep, vin.time_base)
+
+
+def _packets(av, inp, vin, plan: VideoPlan, first: int) -> Iterator:
+    """``(index, packet)`` of the video stream's packets (decode order, empty ones left out),
+    starting at a keyframe at or before packet ``first``: a seek, not a re-read of the file
+    from its start for every segment. From the start when the packets have no time stamps,
+    or when the seek lands somewhere the plan does not know."""
+    if first > 0 and plan.pts is not None:
+        index = {p: n for n, p in enumerate(plan.pts)}
+        head, packets = None, iter(())
+        try:
+            inp.seek(plan.pts[first], stream=vin, backward=True, any_frame=False)
+            packets = (p for p in inp.demux(vin) if p.size)
+            head = next(packets, None)
+        except av.error.FFmpegError:
+            head = None
+        at = index.get(head.pts) if head is not None else None
+        if at is not None and at <= first:
+            yield at, head
+            yield from enumerate(packets, at + 1)
+            return
+        inp.seek(0, stream=vin, backward=True, any_frame=False)
+    yield from enumerate(p for p in inp.demux(vin) if p.size)
 
 
 def _kept(frames, keep: set[int] | None, time_base) -> Iterator:
