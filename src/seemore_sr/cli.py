@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import UsageError
+
 __all__ = ["main"]
 
 # data.degrade.PRESETS's and inference.executors.EXECUTORS's names, here so that argument
@@ -79,7 +81,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         out = save_model(model, args.output, converted_from=str(args.input), **getattr(model, "provenance", {}))
     except OSError as e:  # disk full, read-only folder: the temporary file is already removed
-        raise ValueError(f"{args.output}: cannot write ({e.strerror or e}); nothing was written") from None
+        raise UsageError(f"{args.output}: cannot write ({e.strerror or e}); nothing was written") from None
     cfg = model.config
     print(f"wrote {out}: seemore {cfg.num_layers} layers, C={cfg.embedding_dim}, x{cfg.scale}")
     return 0
@@ -97,10 +99,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if args.model == "bicubic" and args.scale is None:  # said before torch loads
-        raise ValueError("bicubic needs --scale 2, 3 or 4")
+        raise UsageError("bicubic needs --scale 2, 3 or 4")
     absent = [d for d in args.data if not Path(d).is_dir()]
     if absent:
-        raise ValueError(f"no such data folder: {', '.join(absent)}")
+        raise UsageError(f"no such data folder: {', '.join(absent)}")
     set_threads(args)
     from . import load_model
     from .evaluation.evaluate import evaluate, paper_numbers, write_csv, write_json
@@ -109,14 +111,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.model == "bicubic":
         if args.scale is None:
-            raise ValueError("bicubic needs --scale 2, 3 or 4")
+            raise UsageError("bicubic needs --scale 2, 3 or 4")
         method, variant = "bicubic", None
     else:
         model = load_model(args.model)
         if args.scale is None:
             args.scale = model.config.scale
         if model.config.scale != args.scale:
-            raise ValueError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
+            raise UsageError(f"{args.model} is a x{model.config.scale} model, but --scale {args.scale} was asked")
         cfg = model.config
         variant = variant_of(cfg.num_layers, cfg.embedding_dim)
         tile: int | str = "auto" if args.tile is None else args.tile
@@ -218,9 +220,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     output, name = Path(args.output), None
     if output.suffix.lower() in INPUT_SUFFIXES and not output.is_dir():  # -o result.png: that file
         if len(files) != 1:
-            raise ValueError(f"-o {args.output} names one file, but {len(files)} inputs were given; give a folder")
+            raise UsageError(f"-o {args.output} names one file, but {len(files)} inputs were given; give a folder")
         if (output.suffix.lower() in VIDEO_SUFFIXES) != (files[0].suffix.lower() in VIDEO_SUFFIXES):
-            raise ValueError(f"-o {args.output}: an image and a video cannot be written as each other")
+            raise UsageError(f"-o {args.output}: an image and a video cannot be written as each other")
         output, name = output.parent, output.name
     if any(f.suffix.lower() in VIDEO_SUFFIXES for f in files):
         from .errors import require
@@ -236,7 +238,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     model = args.model or f"seemore-tiny-x{args.scale or 4}"
     if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
-        raise ValueError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
+        raise UsageError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
     ranks = _ranks()  # under torchrun: this rank's share of the work, its own device
     share = (0, 1)
     if ranks is not None:
@@ -361,7 +363,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bundled_weights(), key=lambda m: (-int(m.split("-x")[1][0]), m)
     )  # x4 (the default) first
     if args.max_megapixels <= 0 or args.max_upload_mb <= 0 or args.queue <= 0:
-        raise ValueError("--max-megapixels, --max-upload-mb and --queue must be positive")
+        raise UsageError("--max-megapixels, --max-upload-mb and --queue must be positive")
     serve(
         models,
         host=args.host,
@@ -395,15 +397,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import lr_for
 
     if not args.images and not args.data:
-        raise ValueError("give one or more IMAGEs to explain, or --data DIR... for routing statistics")
+        raise UsageError("give one or more IMAGEs to explain, or --data DIR... for routing statistics")
     from .inference.upscaler import resolve_device
 
     model = load_model(args.model).to(resolve_device(args.device))
     cfg = model.config
     if args.scale is not None and args.scale != cfg.scale:
-        raise ValueError(f"{args.model} is an x{cfg.scale} model, but --scale {args.scale} was asked")
+        raise UsageError(f"{args.model} is an x{cfg.scale} model, but --scale {args.scale} was asked")
     if cfg.in_chans != 3:
-        raise ValueError(f"{args.model}: explain handles RGB models (in_chans 3), this one has {cfg.in_chans}")
+        raise UsageError(f"{args.model}: explain handles RGB models (in_chans 3), this one has {cfg.in_chans}")
     ranks = expert_ranks_of(model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -826,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.suggest:
             print(f"hint: --set '{e.suggest}'", file=sys.stderr)
         return 2
-    except (SeemoreError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
+    except (SeemoreError, OSError) as e:  # anything else is a bug: its traceback stays
         print(f"seemore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

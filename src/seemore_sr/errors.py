@@ -8,11 +8,30 @@ that caught those before still does.
 
 from __future__ import annotations
 
-__all__ = ["SeemoreError", "OptionError", "DeviceError", "MissingExtra", "Refused", "PrecisionFallback", "require"]
+__all__ = [
+    "SeemoreError",
+    "UsageError",
+    "InputError",
+    "OptionError",
+    "DeviceError",
+    "MissingExtra",
+    "Refused",
+    "PrecisionFallback",
+    "require",
+]
 
 
 class SeemoreError(Exception):
-    """Base of the library's own errors."""
+    """Base of the library's own errors: the command line reports these in one line; any
+    other exception is a bug and keeps its traceback."""
+
+
+class UsageError(SeemoreError, ValueError):
+    """Arguments that cannot be used together, or that name nothing usable (a command's, in words)."""
+
+
+class InputError(SeemoreError, ValueError):
+    """An image, array or tensor handed to the library that it cannot take, and why."""
 
 
 class OptionError(SeemoreError, ValueError):

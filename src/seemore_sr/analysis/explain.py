@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import OptionError
 from ..models.seemore import MoELayer, SeemoRe, expert_ranks, route
 
 __all__ = [
@@ -168,7 +169,7 @@ class Capture:
 def capture(model: SeemoRe, image: np.ndarray | Tensor, *, group: int = 0) -> Capture:
     """Run one image and keep the routing, each layer's low-rank features, and ``group``'s features."""
     if not 0 <= group < len(model.body):
-        raise ValueError(f"group must be in 0..{len(model.body) - 1}, got {group}")
+        raise OptionError("group", group, f"must be in 0..{len(model.body) - 1}")
     model.eval()
     x = to_tensor(image).to(next(model.parameters()).device)
     lowrank: dict[int, Tensor] = {}

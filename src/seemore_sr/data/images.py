@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import SeemoreError
+
 __all__ = ["IMAGE_SUFFIXES", "ImageError", "list_images", "read_image", "regular_file"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-class ImageError(ValueError):
+class ImageError(SeemoreError, ValueError):
     """An image file that cannot be read; the message names the file."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import SeemoreError
 from .degrade import degrade_patch
 from .degrade_config import DegradeConfig
 from .images import ImageError, list_images, read_image
@@ -31,7 +32,7 @@ from .synthetic import synthetic_patch
 __all__ = ["PairedImages", "DataError", "find_pairs", "load_pair"]
 
 
-class DataError(ValueError):
+class DataError(SeemoreError, ValueError):
     """Training data that cannot be used; the message names the folder or file."""
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..data.imresize import imresize
-from ..errors import OptionError
+from ..errors import InputError, OptionError
 from .engine import DEFAULT_MODEL, MIRROR, Engine, Frame, resolve_device
 
 __all__ = ["Upscaler", "upscale", "resolve_device", "DEFAULT_MODEL", "Engine"]
@@ -248,7 +248,7 @@ class Upscaler:
 
     def _tensor(self, t: Tensor) -> Tensor:
         if t.ndim not in (3, 4) or t.shape[-3] not in (1, 3, 4) or not t.is_floating_point():
-            raise ValueError(
+            raise InputError(
                 f"expected a float tensor (C, H, W) or (N, C, H, W) with C in 1/3/4, got {tuple(t.shape)} {t.dtype}"
             )
         batch = t if t.ndim == 4 else t[None]
@@ -268,9 +268,9 @@ class Upscaler:
         if a.ndim == 2:
             return self._numpy(a[..., None])[..., 0]
         if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
-            raise ValueError(f"expected an (H, W) or (H, W, C) array with C in 1..4, got shape {a.shape}")
+            raise InputError(f"expected an (H, W) or (H, W, C) array with C in 1..4, got shape {a.shape}")
         if a.shape[0] == 0 or a.shape[1] == 0:
-            raise ValueError(f"empty image of shape {a.shape}")
+            raise InputError(f"empty image of shape {a.shape}")
         if a.dtype == np.uint8:
             peak = 255.0
         elif a.dtype == np.uint16:
@@ -278,7 +278,7 @@ class Upscaler:
         elif a.dtype.kind == "f":
             peak = 1.0
         else:
-            raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+            raise InputError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
         if a.dtype.kind != "f" and self.outscale is None and self.tiled(*a.shape[:2]):
             return self._streamed(a, peak)
         y = self._planes(a.astype(np.float32) / peak)
@@ -297,7 +297,7 @@ class Upscaler:
             arr = np.asarray(im, dtype=np.float32)
             lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
             if not np.isfinite(arr).all() or lo < 0 or hi > 1:
-                raise ValueError(
+                raise InputError(
                     f"32-bit float image with values from {lo:g} to {hi:g}: float images are read as 0..1 "
                     "(convert it to 8 or 16 bits, or scale it to 0..1)"
                 )

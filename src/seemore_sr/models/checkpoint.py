@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._fs import atomic_path
+from ..errors import SeemoreError
 from .registry import VARIANTS, UnknownFieldError, make_config, variant_of
 from .seemore import RANK_GROWTH, SeemoRe, SeemoReConfig, expert_ranks
 
@@ -42,7 +43,7 @@ FORMAT = "seemore-sr"
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net", "network")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SeemoreError, ValueError):
     """A file that cannot be turned into a SeemoRe model; the message says why."""
 
 

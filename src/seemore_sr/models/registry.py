@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import SeemoreError, UsageError
 from .seemore import SeemoRe, SeemoReConfig
 
 __all__ = [
@@ -54,7 +55,7 @@ def parse_name(name: str) -> tuple[str, int]:
     m = _NAME.match(name)
     if not m or m["variant"] not in VARIANTS or int(m["scale"]) not in SCALES:
         have = ", ".join(bundled_weights()) or "none"
-        raise ValueError(
+        raise UsageError(
             f"unknown model {name!r}: names are seemore-{{{'|'.join(VARIANTS)}}}-x{{{'|'.join(map(str, SCALES))}}}"
             f" with an optional -real; with bundled weights: {have}"
         )
@@ -66,7 +67,7 @@ def clean_name(name: str) -> str:
     return name.removesuffix("-real")
 
 
-class UnknownFieldError(TypeError, ValueError):
+class UnknownFieldError(SeemoreError, TypeError, ValueError):
     """An override names no config field: a TypeError to Python callers (like any unknown
     keyword), a ValueError to the CLI, which reports bad arguments in one line."""
 

@@ -11,6 +11,8 @@ import socket
 import sys
 import warnings
 
+from ..errors import UsageError
+
 __all__ = ["serve", "is_loopback"]
 
 
@@ -42,7 +44,7 @@ def serve(
         from .app import create_app
         from .jobs import Jobs
     except ImportError as e:
-        raise ValueError(
+        raise UsageError(
             f"seemore serve needs the web extra ({e.name} is not installed): pip install 'seemore-sr[serve]'"
         ) from None
     from pathlib import Path
@@ -90,15 +92,15 @@ def _served_names(host: str) -> list[str]:
 
 def _check_port(host: str, port: int) -> None:
     if not 0 < port < 65536:
-        raise ValueError(f"--port {port}: not a port number (1-65535)")
+        raise UsageError(f"--port {port}: not a port number (1-65535)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise ValueError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+        raise UsageError(f"--host {host}: not an address of this machine ({e.strerror})") from None
     family, kind, _, _, addr = infos[0]
     with socket.socket(family, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
         except OSError as e:
-            raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
+            raise UsageError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None

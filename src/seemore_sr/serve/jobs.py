@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.explain import expert_ranks_of, recorded_routing
+from ..errors import SeemoreError, UsageError
 from ..inference.batch import FORMATS, open_checked, probe, upscale_files
 from ..inference.inputs import IMAGE_INPUTS
 from ..inference.upscaler import Engine, Upscaler
@@ -41,11 +42,11 @@ PRECISIONS = ("fp32", "bf16")
 BROWSER_FORMATS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}  # shown as they are; others get a PNG preview
 
 
-class Busy(Exception):
+class Busy(SeemoreError):
     """The queue is full."""
 
 
-class Cancelled(Exception):
+class Cancelled(SeemoreError):
     """A job was cancelled while it ran (raised from the progress callback, between tiles)."""
 
 
@@ -63,29 +64,29 @@ class Settings:
     def parse(cls, query: dict[str, str], models: list[str]) -> Settings:
         model = query.get("model") or models[0]
         if model not in models:
-            raise ValueError(f"unknown model {model!r}; this server has {', '.join(models)}")
+            raise UsageError(f"unknown model {model!r}; this server has {', '.join(models)}")
         denoise: float | str | None = query.get("denoise") or None
         if denoise is not None:
             if denoise_pair(model, models) is None:
-                raise ValueError(f"denoise needs {model}'s clean and -real weights both served")
+                raise UsageError(f"denoise needs {model}'s clean and -real weights both served")
             if denoise != "auto":
                 try:
                     denoise = float(denoise)
                 except ValueError:
                     denoise = -1.0
                 if not 0 <= denoise <= 1:
-                    raise ValueError(f"denoise must be auto or a strength from 0 to 1, got {query['denoise']!r}")
+                    raise UsageError(f"denoise must be auto or a strength from 0 to 1, got {query['denoise']!r}")
         precision = query.get("precision") or "fp32"
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         tile: int | str = query.get("tile") or "auto"
         if tile != "auto":
             if not str(tile).isdigit() or not (int(tile) == 0 or 32 <= int(tile) <= 4096):
-                raise ValueError(f"tile must be auto, 0 (whole image) or a side of 32 to 4096 pixels, got {tile!r}")
+                raise UsageError(f"tile must be auto, 0 (whole image) or a side of 32 to 4096 pixels, got {tile!r}")
             tile = int(tile)
         fmt = (query.get("format") or "").lower() or None
         if fmt is not None and fmt not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(sorted(FORMATS))} (or empty: the input's)")
+            raise UsageError(f"format must be one of {', '.join(sorted(FORMATS))} (or empty: the input's)")
         return cls(model, precision, tile, fmt, denoise)
 
 
@@ -190,7 +191,7 @@ class Jobs:
         root: Path | None = None,
     ) -> None:
         if not models:
-            raise ValueError("no models to serve")
+            raise UsageError("no models to serve")
         self.models = models
         self.device = device
         # (model, precision, denoise strength or None): built once, shared by jobs
@@ -219,7 +220,7 @@ class Jobs:
         suffix = Path(name).suffix.lower()
         if suffix not in IMAGE_INPUTS:  # images only: videos are the command line's (seemore upscale)
             known = ", ".join(sorted(s.lstrip(".") for s in IMAGE_INPUTS))
-            raise ValueError(f"{name}: not a supported image type (the name should end in one of {known})")
+            raise UsageError(f"{name}: not a supported image type (the name should end in one of {known})")
         self.full_check()
         if not self.root.is_dir():  # removed under us (a temp cleaner): recreate, do not fail every upload
             self.root.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..data.degrade_config import DegradeConfig
+from ..errors import SeemoreError
 
 TEACHERS = ("dat-light",)  # train.teacher's choices (training/teacher.py)
 PIXEL_LOSSES = ("l1", "l2")  # train.pixel_loss's choices (trainer.sr_loss)
@@ -25,7 +26,7 @@ __all__ = ["ConfigError", "ModelSection", "DataSection", "TrainSection", "TrainC
 RECIPES = Path(__file__).parent / "recipes"
 
 
-class ConfigError(ValueError):
+class ConfigError(SeemoreError, ValueError):
     """A training config that cannot be used. ``key`` is the config key at fault
     (``section.key``; None when the override itself is malformed), and the message says why;
     ``suggest`` is a ``section.key=value`` assignment that would fix it, where one does."""

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .._fs import atomic_path, cache_dir
+from ..errors import SeemoreError
 from .config import TEACHERS
 
 __all__ = ["TEACHERS", "load_teacher", "teacher_outputs", "TeacherError"]
@@ -37,7 +38,7 @@ __all__ = ["TEACHERS", "load_teacher", "teacher_outputs", "TeacherError"]
 TILE, OVERLAP = 256, 24  # LR pixels (DAT's channel attention sees the whole input: big tiles)
 
 
-class TeacherError(ValueError):
+class TeacherError(SeemoreError, ValueError):
     """A teacher that cannot be loaded (not installed, unknown name, bad weights)."""
 
 
