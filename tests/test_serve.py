@@ -107,9 +107,9 @@ def wait(base, job_id, timeout=60):
 def cli_output(small_model, src, tmp_path, *extra, ext="png"):
     """What ``seemore upscale`` writes for ``src``."""
     out = tmp_path / "cli"
-    args = ["upscale", str(src), "-o", str(out), "--model", str(small_model), "--suffix=-x2", "--no-progress"]
+    args = ["upscale", str(src), "-o", str(out), "--model", str(small_model), "--no-progress"]
     assert main([*args, *extra]) == 0
-    return (out / f"{Path(src).stem}-x2.{ext}").read_bytes()
+    return (out / f"{Path(src).stem}.{ext}").read_bytes()
 
 
 def test_settings_and_names():
@@ -146,10 +146,14 @@ def test_upload_result_equals_cli_and_previews(small_model, photos, tmp_path):
             done = wait(base, r.json()["id"])
             assert done["state"] == "done", done
             assert (done["width"], done["height"], done["out_width"], done["out_height"]) == (72, 56, 144, 112)
-            assert done["filename"] == f"a-x2.{ext}" and len(done["routing"]) == 1 and done["routing"][0]["ranks"]
+            assert done["filename"] == f"a.{ext}" and len(done["routing"]) == 1 and done["routing"][0]["ranks"]
             assert done["tile"] == (32 if params.get("tile") else 0)
             got = httpx.get(f"{base}/api/jobs/{done['id']}/result")
-            assert got.status_code == 200 and f'filename="a-x2.{ext}"' in got.headers["content-disposition"]
+            assert (
+                got.status_code == 200 and f'filename="a.{ext}"' in got.headers["content-disposition"]
+            )  # the CLI's name
+            bicubic = httpx.get(f"{base}/api/jobs/{done['id']}/preview/bicubic")
+            assert done["has_bicubic"] and Image.open(io.BytesIO(bicubic.content)).size == (144, 112)
             extra = [
                 *(["--tile", params["tile"]] if "tile" in params else []),
                 *(["--format", ext] if "format" in params else []),
@@ -204,7 +208,7 @@ def test_bad_files_get_clear_errors_and_the_server_keeps_serving(small_model, ph
         assert wait(base, post(base, good).json()["id"])["state"] == "done"  # still serving
         assert httpx.post(f"{base}/api/jobs", params={"name": "a.png", "tile": "7"}, content=b"x").status_code == 400
         # nothing left behind but the one good job's input and result
-        assert sorted(p.name for p in jobs.root.rglob("*") if p.is_file()) == ["a-x2.png", "a.png", "pid"]
+        assert sorted(p.name for p in jobs.root.rglob("*") if p.is_file()) == ["a.bicubic.png", "a.png", "a.png", "pid"]
 
 
 def test_full_queue_says_so_and_two_clients_get_their_own_results(small_model, photos, tmp_path):
@@ -359,7 +363,7 @@ def test_a_stopped_server_leaves_no_files(small_model, photos, tmp_path):
             except httpx.ConnectError:
                 time.sleep(0.1)
         assert wait(base, post(base, photos / "a.png").json()["id"])["state"] == "done"
-        assert len(list(tmp_path.glob("seemore-serve-*/job-*/out/a-x2.png"))) == 1
+        assert len(list(tmp_path.glob("seemore-serve-*/job-*/out/a.png"))) == 1
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     finally:

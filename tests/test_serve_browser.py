@@ -109,10 +109,29 @@ def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
         got = until(
             lambda: [p for p in browser.downloads.iterdir() if not p.name.endswith(".crdownload")], 30, "the download"
         )
-        assert [p.name for p in got] == ["sample-x4.png"]
+        assert [p.name for p in got] == ["sample.png"]  # the name the CLI gives
         out = tmp_path / "cli"
-        assert main(["upscale", str(PHOTO), "-o", str(out), "--suffix=-x4", "--no-progress"]) == 0
-        assert got[0].read_bytes() == (out / "sample-x4.png").read_bytes()
+        assert main(["upscale", str(PHOTO), "-o", str(out), "--no-progress"]) == 0
+        assert got[0].read_bytes() == (out / "sample.png").read_bytes()
+
+        # before is bicubic by default, and labelled on the image; the pixels are one choice away
+        assert card.find_element(By.CSS_SELECTOR, ".tag.left").text == "before: bicubic"
+        assert card.find_element(By.CSS_SELECTOR, ".before").get_attribute("src").endswith("/preview/bicubic")
+        browser.execute_script("const s = arguments[0]; s.value = 'input'; s.onchange()", card.find_element(
+            By.CSS_SELECTOR, ".before-kind"))  # fmt: skip
+        assert card.find_element(By.CSS_SELECTOR, ".tag.left").text == "before: pixels enlarged"
+        # fit: inside the viewport; 2:1 opens at the centre, not the top-left corner
+        fit = (
+            "const v = arguments[0].querySelector('.viewport');"
+            "return [v.scrollHeight <= v.clientHeight + 1, v.scrollWidth <= v.clientWidth + 1]"
+        )
+        assert browser.execute_script(fit, card) == [True, True]
+        browser.execute_script("const z = arguments[0].querySelector('.zoom'); z.value = '2'; z.onchange()", card)
+        left, room = browser.execute_script(
+            "const v = arguments[0].querySelector('.viewport'); return [v.scrollLeft, v.scrollWidth - v.clientWidth]",
+            card,
+        )
+        assert room > 0 and abs(left - room / 2) <= 2
 
         bad = tmp_path / "notes.png"  # not an image: the page says so, and the server goes on
         bad.write_text("not an image")

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.explain import expert_ranks_of, recorded_routing
+from ..data.imresize import imresize
 from ..errors import SeemoreError, UsageError
 from ..inference.batch import FORMATS, open_checked, probe, upscale_files
 from ..inference.inputs import IMAGE_INPUTS
@@ -39,6 +40,7 @@ from ..inference.upscaler import Engine, Upscaler
 __all__ = ["Busy", "Cancelled", "Job", "Jobs", "Settings", "safe_name"]
 
 PRECISIONS = ("fp32", "bf16")
+BICUBIC_PREVIEW_PIXELS = 16_000_000
 BROWSER_FORMATS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}  # shown as they are; others get a PNG preview
 
 
@@ -150,6 +152,7 @@ class Job:
         }
         if self.state == "done" and self.result is not None:
             out |= self.info | {"filename": self.result.name, "bytes": self.result.stat().st_size}
+            out["has_bicubic"] = "bicubic" in self.preview
         return out
 
 
@@ -385,7 +388,6 @@ class Jobs:
                 upscaler,
                 [job.src],
                 job.folder / "out",
-                suffix=f"-x{upscaler.scale}",
                 fmt=s.format,
                 progress=False,
                 log=lambda message: None,
@@ -415,7 +417,23 @@ class Jobs:
         }
         for which, path in (("input", job.src), ("output", job.result)):
             job.preview[which] = path if path.suffix.lower() in BROWSER_FORMATS else self._png_preview(path)
+        bicubic = self._bicubic_preview(job.preview["input"], (job.info["out_width"], job.info["out_height"]))
+        if bicubic is not None:
+            job.preview["bicubic"] = bicubic
         self._end(job, "done")
+
+    def _bicubic_preview(self, src: Path, size: tuple[int, int]) -> Path | None:
+        """The input enlarged to the output's size by MATLAB bicubic (what PSNR tables compare
+        against), for the page's "before"; None above 16 M output pixels (the page then shows
+        the input's pixels enlarged)."""
+        if size[0] * size[1] > BICUBIC_PREVIEW_PIXELS:
+            return None
+        im = open_checked(src, max_pixels=sys.maxsize)
+        im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+        big = imresize(np.asarray(im), size=(size[1], size[0]))
+        dst = src.with_name(src.stem + ".bicubic.png")
+        Image.fromarray(big).save(dst, format="PNG", compress_level=1)
+        return dst
 
     def _png_preview(self, path: Path) -> Path:
         """An 8-bit PNG of an image browsers do not show (TIFF)."""

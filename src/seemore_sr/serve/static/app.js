@@ -67,14 +67,26 @@ function showState(card, job) {
 function zoomTo(card, job) {
   const zoom = $(".zoom", card).value;
   const compare = $(".compare", card);
+  const view = $(".viewport", card);
   if (zoom === "fit") {
-    // the whole image in view, never enlarged past 1:1
-    const room = $(".viewport", card).clientWidth - 2;
-    const tall = (0.62 * window.innerHeight * job.out_width) / job.out_height;
-    compare.style.width = `${Math.min(room, tall, job.out_width / devicePixelRatio)}px`;
+    // the whole image in view (the viewport is at most 70% of the window high), never past 1:1
+    const room = view.clientWidth - 2;
+    const tall = ((Math.floor(0.7 * window.innerHeight) - 4) * job.out_width) / job.out_height;
+    compare.style.width = `${Math.floor(Math.min(room, tall, job.out_width / devicePixelRatio))}px`;
   } else {
     compare.style.width = `${(job.out_width * Number(zoom)) / devicePixelRatio}px`;
   }
+  // open at the centre of the image, not its top-left corner
+  view.scrollLeft = (view.scrollWidth - view.clientWidth) / 2;
+  view.scrollTop = (view.scrollHeight - view.clientHeight) / 2;
+}
+
+function showBefore(card, job) {
+  const kind = job.has_bicubic ? $(".before-kind", card).value : "input";
+  const before = $(".before", card);
+  before.src = `/api/jobs/${job.id}/preview/${kind}`;
+  before.classList.toggle("pixels", kind === "input");
+  $(".tag.left", card).textContent = kind === "input" ? "before: pixels enlarged" : "before: bicubic";
 }
 
 function showResult(card, job) {
@@ -82,7 +94,9 @@ function showResult(card, job) {
   result.hidden = false;
   const base = `/api/jobs/${job.id}`;
   $(".after", card).src = `${base}/preview/output`;
-  $(".before", card).src = `${base}/preview/input`;
+  $(".before-kind", card).disabled = !job.has_bicubic;
+  $(".before-kind", card).onchange = () => showBefore(card, job);
+  showBefore(card, job);
   const link = $(".download", card);
   link.href = `${base}/result`;
   link.download = job.filename;
