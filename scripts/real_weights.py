@@ -1,15 +1,15 @@
 """The real-photo weights' bookkeeping: degraded-benchmark evaluations, shipping, routing.
 
     python scripts/real_weights.py presets --scale 4 --method bicubic seemore-tiny-x4 RUN_DIR/latest.safetensors
-        every preset (data/degrade.py) on Set14 and B100, into campaign/results/presets.json
+        every preset (data/degrade.py) on Set14 and B100, into campaign/results/presets-x{scale}.json
         (a method's entry is replaced; labels: 'bicubic', the registry name, or 'real' for a
         file); '--denoise auto|S' evaluates the bundled -real name at that strength
     python scripts/real_weights.py ship --scale 4 --run campaign/runs/real-x4
         the run's weights into the package as seemore-tiny-x4-real, a ledger line
         (campaign/ledger.jsonl, kind "real"), its routing on B100 before and after, and the
-        run folder's state dropped (its log, metrics and curves stay)
+        run folder's state dropped (its log, metrics and curves stay); then `readme`
     python scripts/real_weights.py table
-        the README's preset table (markdown) from presets.json
+        the README's preset table (markdown) from presets-x{2,4}.json
     python scripts/real_weights.py routing MODEL...
         each layer's share of B100's images per expert rank
 
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 BENCH = ROOT.parent / "shared" / "data" / "benchmark"
 RESULTS = ROOT / "campaign" / "results"
-PRESETS_JSON = RESULTS / "presets.json"
-ROUTING_JSON = RESULTS / "routing.json"
+PRESETS_JSON = RESULTS / "presets-x{scale}.json"  # one file a scale: the scales can be evaluated side by side
+ROUTING_JSON = RESULTS / "routing-x{scale}.json"  # the shipped clean and real weights' routing on B100
 LEDGER = ROOT / "campaign" / "ledger.jsonl"
 WEIGHTS = ROOT / "src" / "seemore_sr" / "weights"
 DATASETS = ("Set14", "B100")
@@ -59,7 +59,8 @@ def presets(scale: int, methods: list[str], denoise: str | None, only: list[str]
 
     torch.set_num_threads(torch.get_num_threads())
     data = [BENCH / d for d in DATASETS]
-    out = _load(PRESETS_JSON)
+    path = Path(str(PRESETS_JSON).format(scale=scale))
+    out = _load(path)
     for method in methods:
         if method == "bicubic":
             runner = "bicubic"
@@ -82,7 +83,7 @@ def presets(scale: int, methods: list[str], denoise: str | None, only: list[str]
                   + " ".join(f"{d} {entry[preset][d]:.3f}" for d in DATASETS)
                   + (f" (auto strength {entry[preset]['auto_mean_strength']:.2f})" if strengths else "")
                   + f"  {time.perf_counter() - t:.0f}s", flush=True)  # fmt: skip
-            PRESETS_JSON.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+            path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
 
 def _record(upscaler, strengths: list[float]) -> None:
@@ -126,7 +127,8 @@ def ship(scale: int, run: Path, force: bool) -> None:
 
     weights = run / "latest.safetensors"
     name = f"seemore-tiny-x{scale}-real"
-    res = _load(PRESETS_JSON).get(f"x{scale}", {})
+    presets_path = Path(str(PRESETS_JSON).format(scale=scale))
+    res = _load(presets_path).get(f"x{scale}", {})
     real, clean = res.get("real", {}), res.get(f"seemore-tiny-x{scale}", {})
     gains = {
         p: {d: round(real[p][d] - clean[p][d], 3) for d in DATASETS} for p in TABLE_PRESETS if p in real and p in clean
@@ -138,27 +140,27 @@ def ship(scale: int, run: Path, force: bool) -> None:
     cpu_s = sum(r.get("cpu_s", 0.0) for r in rows if "loss" in r)
     shutil.copyfile(weights, WEIGHTS / f"{name}.safetensors")
     route = routing([f"seemore-tiny-x{scale}", name])
-    allr = _load(ROUTING_JSON)
-    allr.update(route)
-    ROUTING_JSON.write_text(json.dumps(allr, indent=1) + "\n")
+    out = Path(str(ROUTING_JSON).format(scale=scale))
+    out.write_text(json.dumps(route, indent=1) + "\n")
     cfg = (run / "config.yaml").read_text()
     entry = dict(run=run.name, kind="real", scale=scale, name=name, iterations=iters, cpu_hours=round(cpu_s / 3600, 3),
                  presets=real, gain_over_clean=gains, routing=route[name]["share_percent"], shipped=True,
                  config=cfg)  # fmt: skip
     with LEDGER.open("a") as f:
         f.write(json.dumps(entry) + "\n")
-    presets_all = _load(PRESETS_JSON)
+    presets_all = _load(presets_path)
     presets_all[f"x{scale}"][name] = presets_all[f"x{scale}"].pop("real")  # the file is now the bundled name
-    PRESETS_JSON.write_text(json.dumps(presets_all, indent=1, sort_keys=True) + "\n")
+    presets_path.write_text(json.dumps(presets_all, indent=1, sort_keys=True) + "\n")
     for p in ("state.pt", "best.safetensors", "latest.safetensors"):
         (run / p).unlink(missing_ok=True)  # the package holds the weights; the run folder keeps its records
-    write_readme()
     print(f"shipped {name} ({iters} iterations, {cpu_s / 3600:.2f} CPU-hours)")
 
 
 def routing_text() -> str:
     """The README's routing sentence, from campaign/results/routing.json (the shipped weights)."""
-    r = _load(ROUTING_JSON)
+    r = {}
+    for scale in (2, 4):
+        r.update(_load(Path(str(ROUTING_JSON).format(scale=scale))))
     parts = []
     for name in sorted(r, key=lambda n: (n.endswith("-real"), n)):
         share, ranks = r[name]["share_percent"], r[name]["ranks"]
@@ -198,7 +200,9 @@ def write_readme(readme: Path = ROOT / "README.md") -> bool:
 
 
 def table() -> str:
-    res = _load(PRESETS_JSON)
+    res = {}
+    for scale in (2, 4):
+        res.update(_load(Path(str(PRESETS_JSON).format(scale=scale))))
     lines = []
     for scale in ("x2", "x4"):
         if scale not in res:

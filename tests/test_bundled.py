@@ -53,3 +53,31 @@ def test_readme_rim_table_comes_from_results():
     readme = (ROOT / "docs" / "usage.md").read_text()
     for row in load_script("rim_table").rows():
         assert row in readme, row
+
+
+def test_readme_real_photo_blocks_come_from_results():
+    """The README's preset table and routing sentence are what scripts/real_weights.py makes
+    of campaign/results (presets-x*.json, routing-x*.json): remade when the weights ship."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    rw = load_script("real_weights")
+    for name, make in rw.MARKERS.items():
+        block = re.search(rf"<!-- {name} -->(.*?)<!-- /{name} -->", readme, re.S)
+        assert block is not None, name
+        assert block.group(1).strip() == make().strip(), (
+            f"README's {name} block is stale: python scripts/real_weights.py readme"
+        )
+
+
+def test_the_real_weights_ship_beside_the_clean_ones():
+    from seemore_sr import bundled_weights, load_model
+
+    shipped = bundled_weights()
+    for scale in (2, 4):
+        name = f"seemore-tiny-x{scale}-real"
+        assert name in shipped and f"seemore-tiny-x{scale}" in shipped
+        real, clean = load_model(name), load_model(f"seemore-tiny-x{scale}")
+        assert real.config == clean.config
+        differ = [k for k, v in real.state_dict().items() if not v.equal(clean.state_dict()[k])]
+        assert len(differ) > 10  # trained apart, not a copy
