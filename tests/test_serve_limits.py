@@ -1,4 +1,4 @@
-"""The web app, hardening round 3: it answers only its own page, bounds uploads,
+"""The web app's limits: it answers only its own page, bounds uploads,
 cleans up after dead servers, and every error is JSON."""
 
 import os

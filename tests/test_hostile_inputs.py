@@ -1,4 +1,4 @@
-"""Hardening, round 3: hostile files stay cheap and fail alone, in one line."""
+"""Hostile files stay cheap and fail alone, in one line."""
 
 import os
 import subprocess
@@ -16,7 +16,7 @@ from seemore_sr.data.images import ImageError, read_image
 from seemore_sr.models import checkpoint
 from seemore_sr.models.checkpoint import CheckpointError, load_checkpoint
 
-from .test_batch_hardening import bomb, png
+from .test_batch import bomb, png
 
 
 def small_state():

@@ -1,4 +1,4 @@
-"""Frictions a new user hit: fast --help, --threads, eval's scale from the model,
+"""The command line as a new user meets it: fast --help, --threads, eval's scale from the model,
 where the outputs went, --quality, no progress-bar escapes in logs."""
 
 import subprocess
