@@ -126,3 +126,31 @@ def test_train_has_threads(tmp_path):
 
     args = build_parser().parse_args(["train", "cpu", "--run", str(tmp_path), "--threads", "1"])
     assert args.threads == 1
+
+
+def test_the_tile_bar_total_does_not_jump(small_model, monkeypatch):
+    import sys
+
+    import tqdm
+
+    from seemore_sr import Upscaler
+
+    made = []
+
+    class Bar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.totals = total, 0, [total]
+            made.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    flat = np.full((40, 56, 3), 200, np.uint8)  # flat sides: mirror "auto" frames them
+    flat[10:30, 10:40] = 30
+    Upscaler(str(small_model), tile=16, progress=True)(flat)
+    assert len(made) == 1 and made[0].n == made[0].total and made[0].totals == [made[0].total]

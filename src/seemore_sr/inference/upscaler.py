@@ -158,13 +158,14 @@ class Upscaler:
             return None, lambda: None
         from tqdm import tqdm
 
-        bar = tqdm(total=self.engine.steps(h, w, tile), desc=f"tiles ({tile}px)", unit="tile", leave=False)
+        bars: list = []  # made at the first report, with the run's own count (its mirrored frame included)
 
         def report(done: int, total: int) -> None:
-            bar.total = total  # the run's own count (a mirrored frame on fewer sides: fewer steps)
-            bar.update(done - bar.n)
+            if not bars:
+                bars.append(tqdm(total=total, desc=f"tiles ({tile}px)", unit="tile", leave=False))
+            bars[0].update(done - bars[0].n)
 
-        return report, bar.close
+        return report, lambda: bars and bars[0].close()
 
     @torch.no_grad()
     def run(self, x: Tensor, *, sink=None) -> Tensor | None:
