@@ -81,11 +81,7 @@ def paths_for(model, device, args):
 
         out["optimize-fp16"] = fp16
         for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):  # the same in cuDNN's NHWC layout
-            graphed = CudaGraphed(model)
-            graphed.model.ops = make_ops("nchw-cl")  # cuDNN's NHWC layout (a benchmark's switch)
-            for g in graphed.model.modules():
-                if hasattr(g, "ops"):
-                    g.ops = graphed.model.ops
+            graphed = CudaGraphed(model, ops=make_ops("nchw-cl"))  # cuDNN's NHWC layout
 
             def half_cl(x, fast=graphed, dt=dt):
                 with torch.autocast("cuda", dtype=dt):

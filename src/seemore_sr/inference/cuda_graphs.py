@@ -35,12 +35,13 @@ class CudaGraphed(nn.Module):
     expert as one low-rank product, the unchosen ones weighted 0: same outputs, no host
     synchronisation), so the whole forward can be captured and replayed. A shape is captured on its second call
     (the first runs eagerly); at most ``max_graphs`` shapes are kept (least recently
-    used first out); inputs above ``max_pixels`` run eagerly.
+    used first out); inputs above ``max_pixels`` run eagerly. ``ops``: the folded network's
+    executor (default plain NCHW; a benchmark passes channels_last).
     """
 
-    def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000) -> None:
+    def __init__(self, model: SeemoRe, max_graphs: int = 3, max_pixels: int = 4_000_000, ops=None) -> None:
         super().__init__()
-        self.model = fold(model, dense=True)  # plain NCHW ops: cuDNN
+        self.model = fold(model, ops, dense=True)  # ops: plain NCHW by default (cuDNN)
         self.executor = "cuda-graphs"
         self.config = model.config
         self.max_graphs, self.max_pixels = max_graphs, max_pixels
