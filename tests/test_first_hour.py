@@ -154,3 +154,25 @@ def test_the_tile_bar_total_does_not_jump(small_model, monkeypatch):
     flat[10:30, 10:40] = 30
     Upscaler(str(small_model), tile=16, progress=True)(flat)
     assert len(made) == 1 and made[0].n == made[0].total and made[0].totals == [made[0].total]
+
+
+def test_a_16_bit_colour_tiff_says_its_depth_was_dropped(tmp_path, small_model):
+    import struct
+
+    a = np.random.default_rng(0).integers(0, 65536, (12, 10, 3)).astype("<u2")
+    h, w, _ = a.shape
+    entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, 134), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, 1, 140),
+               (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 1, a.nbytes), (284, 3, 1, 1)]  # fmt: skip
+    raw = b"II*\x00" + struct.pack("<IH", 8, len(entries))  # a baseline uncompressed RGB TIFF, 16 bits a sample
+    for tag, typ, count, value in entries:
+        raw += (
+            struct.pack("<HHIHH", tag, typ, count, value, 0)
+            if typ == 3 and count == 1
+            else struct.pack("<HHII", tag, typ, count, value)
+        )
+    raw += struct.pack("<I", 0) + struct.pack("<HHH", 16, 16, 16) + a.tobytes()
+    assert len(raw) == 140 + a.nbytes
+    (tmp_path / "deep.tif").write_bytes(raw)
+    proc = run("upscale", tmp_path / "deep.tif", "-o", tmp_path / "out", "--model", small_model)
+    assert proc.returncode == 0, proc.stderr
+    assert "deep.tif: a 16-bit colour TIFF is read at 8 bits a channel" in proc.stderr

@@ -108,12 +108,16 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
                     if decode:
                         im.load()
                         info, tables = dict(im.info), getattr(im, "quantization", None)
+                        tags = dict(getattr(im, "tag_v2", {}) or {}) if im.format == "TIFF" else {}
                         exif = im.getexif() if info.get("exif") else None  # a camera's EXIF block (not TIFF tags)
                         im = ImageOps.exif_transpose(im)
                         im.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
                         if exif:  # the camera's make, model and date kept; the orientation is applied
                             exif[ORIENTATION] = 1
                             im.info["exif"] = exif.tobytes()
+                        bits = info.get("bits_dropped") or _tiff_depth(tags)
+                        if bits:
+                            im.info["bits_dropped"] = bits
                         if tables:  # a JPEG's quality, for the denoise strength "auto" (inference/denoise.py)
                             im.quantization = tables
             finally:
@@ -135,6 +139,16 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS, *, decode: bool = Tru
     if bands > 4:
         raise ValueError(f"too many channels ({bands}); expected gray, RGB or RGBA")
     return im
+
+
+def _tiff_depth(tags: dict) -> str:
+    """What Pillow drops of a TIFF's depth, in words ("" when nothing): it reads 16-bit
+    colour TIFFs as 8 bits a channel (16-bit gray it keeps)."""
+    bits = tags.get(258)
+    bits = bits if isinstance(bits, tuple) else (bits,) if bits else ()
+    if len(bits) >= 3 and max(bits) > 8:
+        return f"a {max(bits)}-bit colour TIFF is read at 8 bits a channel here (a 16-bit PNG keeps its depth)"
+    return ""
 
 
 def probe(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -374,6 +388,8 @@ def upscale_files(
             deep = _png16_colour(src)
             im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
             _check_output_size(upscaler, im.size)
+            if im.info.get("bits_dropped"):
+                (bar.write if bar else log)(f"note: {shown(src)}: {im.info['bits_dropped']}")
             if deep and out_fmt != "PNG":
                 raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
             _check_format(im, out_fmt)
