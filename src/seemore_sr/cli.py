@@ -49,22 +49,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
     if args.latency:
         from .bench import measure
+        from .inference.engine import resolve_device
 
         lh, lw = args.input_size or (h, w)
-        if torch.device(args.device).type == "cpu":
+        dev = resolve_device(args.device)
+        if dev.type == "cpu":
             from .bench import cpu_description
 
             print(f"cpu         {cpu_description()}, {torch.get_num_threads()} threads")
         from .inference.fast import optimize
 
-        print(f"preparing   optimize() on {args.device} (measures its executors on first use)...", flush=True)
-        fast = optimize(model.to(torch.device(args.device)))
+        print(f"preparing   optimize() on {dev} (measures its executors on first use)...", flush=True)
+        fast = optimize(model.to(dev))
         print(f"executor    {getattr(fast, 'executor', type(fast).__name__)} (chosen by optimize)")
         print(f"timing      {args.repeats} runs after a warm-up...", flush=True)
-        res = measure(fast, (1, cfg.in_chans, lh, lw), torch.device(args.device), repeats=args.repeats)
-        print(
-            f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {args.device} ({lw}x{lh} input)"
-        )
+        res = measure(fast, (1, cfg.in_chans, lh, lw), dev, repeats=args.repeats)
+        print(f"latency     {res['median_ms']:.1f} ms median over {args.repeats} runs on {dev} ({lw}x{lh} input)")
         if res.get("peak_mb") is not None:
             print(f"peak memory {res['peak_mb']:.0f} MB")
     return 0
@@ -581,8 +581,6 @@ _DENOISE_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .inference import MIRROR, MIRROR_GRAPHICS  # torch-free
-
     try:
         __version__ = version("seemore-sr")
     except PackageNotFoundError:
@@ -597,18 +595,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"CPU threads (default: the cores this process may use, {_usable_cores()} here)",
     )
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    _add_profile(sub, threads, device)
+    _add_convert(sub, threads, device)
+    _add_upscale(sub, threads, device)
+    _add_serve(sub, threads, device)
+    _add_eval(sub, threads, device)
+    _add_export(sub, threads, device)
+    _add_train(sub, threads, device)
+    _add_explain(sub, threads, device)
+    _add_plot(sub, threads, device)
+    return p
 
-    q = sub.add_parser("profile", parents=[threads], help="parameters, GMACs (and optionally latency) of a model")
+
+def _add_profile(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore profile``'s arguments."""
+    q = sub.add_parser(
+        "profile", parents=[threads, device], help="parameters, GMACs (and optionally latency) of a model"
+    )
     q.add_argument("model", help="registry name (e.g. seemore-tiny-x4) or checkpoint path")
     q.add_argument("--width", type=int, default=1280, help="output width (default 1280)")
     q.add_argument("--height", type=int, default=720, help="output height (default 720)")
     q.add_argument("--latency", action="store_true", help="also time a forward pass")
     q.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for --latency")
-    q.add_argument("--device", default="cpu", help="cpu, cuda or mps: where --latency is measured")
     q.add_argument("--repeats", type=int, default=5, help="timed runs for --latency (median reported)")
     q.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     q.set_defaults(func=cmd_profile)
 
+
+def _add_convert(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore convert``'s arguments."""
     q = sub.add_parser("convert", help="turn any readable checkpoint into our .safetensors format")
     q.add_argument("input", help="checkpoint to read (.pth / .pt / .safetensors, the authors' files included)")
     q.add_argument("output", help="output .safetensors path")
@@ -616,7 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an existing output")
     q.set_defaults(func=cmd_convert)
 
-    q = sub.add_parser("upscale", parents=[threads], help="upscale images, folders or globs")
+
+def _add_upscale(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore upscale``'s arguments."""
+    from .inference import MIRROR, MIRROR_GRAPHICS  # torch-free
+
+    q = sub.add_parser("upscale", parents=[threads, device], help="upscale images, folders or globs")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     q.add_argument(
         "-o",
@@ -656,7 +678,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and torchrun's ranks share (default 120)",
     )
     q.add_argument("--tile", type=int, help="tile side in input pixels; 0 = never tile (default: auto)")
-    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="compute precision (default fp32)"
     )
@@ -702,7 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_upscale)
 
-    q = sub.add_parser("serve", parents=[threads], help="a local web app: drop images in a browser, compare, download")
+
+def _add_serve(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore serve``'s arguments."""
+    q = sub.add_parser(
+        "serve", parents=[threads, device], help="a local web app: drop images in a browser, compare, download"
+    )
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     q.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     q.add_argument(
@@ -711,13 +737,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="registry name or checkpoint to offer; repeat for several (default: the bundled x2, x3, x4)",
     )
-    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     q.add_argument("--max-megapixels", type=float, default=16.0, help="largest input in megapixels (default 16)")
     q.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload in MB (default 64)")
     q.add_argument("--queue", type=int, default=8, help="images that may wait; more are refused (default 8)")
     q.set_defaults(func=cmd_serve)
 
-    q = sub.add_parser("eval", parents=[threads], help="PSNR/SSIM on benchmark folders, the literature's protocol")
+
+def _add_eval(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore eval``'s arguments."""
+    q = sub.add_parser(
+        "eval", parents=[threads, device], help="PSNR/SSIM on benchmark folders, the literature's protocol"
+    )
     q.add_argument("model", help="registry name (bundled weights), checkpoint path, or 'bicubic'")
     q.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folders (HR/ [+ LR_bicubic/])")
     q.add_argument("--scale", type=int, choices=[2, 3, 4], help="the scale to evaluate at (default: the model's)")
@@ -745,16 +775,21 @@ def build_parser() -> argparse.ArgumentParser:
         "on the image alone, the literature's protocol)",
     )
     q.add_argument("--tile", type=int, help="tile side (default: auto, only when memory requires)")
-    q.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_eval)
 
+
+def _add_export(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore export``'s arguments."""
     q = sub.add_parser("export", help="export a model to ONNX")
     q.add_argument("model", help="registry name (bundled weights) or checkpoint path")
     q.add_argument("output", help="output .onnx path")
     q.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     q.set_defaults(func=cmd_export)
 
+
+def _add_train(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore train``'s arguments."""
     q = sub.add_parser(
         "train",
         parents=[threads],
@@ -780,9 +815,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_train)
 
+
+def _add_explain(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore explain``'s arguments."""
     q = sub.add_parser(
         "explain",
-        parents=[threads],
+        parents=[threads, device],
         help="the experts at work: routing statistics (paper Fig. 5) or one image's features",
     )
     q.add_argument("model", help="registry name (bundled weights) or checkpoint path, the authors' files included")
@@ -791,13 +829,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--scale", type=int, help="check that the model has this scale (LR is made at the model's)")
     q.add_argument("--group", type=int, default=0, help="residual group whose features are shown (0-based)")
     q.add_argument("--out", default="explain", help="output folder (default: explain/)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda")
     q.set_defaults(func=cmd_explain)
 
+
+def _add_plot(sub, threads: argparse.ArgumentParser, device: argparse.ArgumentParser) -> None:
+    """``seemore plot``'s arguments."""
     q = sub.add_parser("plot", help="write a run's loss / validation curves (curves.png), e.g. mid-run")
     q.add_argument("run", help="run directory")
     q.set_defaults(func=cmd_plot)
-    return p
 
 
 def set_threads(args: argparse.Namespace) -> None:
