@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,8 +289,42 @@ def upscale_files(
     picks the format). ``report_done``: ``log`` a line per finished file (for logs). A folder
     this call made is removed again when nothing was written into it.
     """
-    summary = Summary()
+    fmt = _check_request(files, outdir, fmt, quality, name)
+    made = _prepare_outdir(outdir, {outdir / (subdirs or {}).get(f, Path()) for f in files})
+    job = _Batch(upscaler, outdir, suffix, fmt, quality, dict(video_options or {}), existing, log, max_pixels,
+                 subdirs or {}, name, report_done, {f.resolve() for f in files})  # fmt: skip
     start = time.perf_counter()
+    rank, world = share
+    work = _shared_work(job, files) if world > 1 else files
+    work = work[rank::world]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(work), unit="img", dynamic_ncols=True)
+        job.say = bar.write
+    for item in work:
+        src = item if isinstance(item, Path) else item[1]
+        try:
+            if isinstance(item, Path):
+                job.video(src, bar) if is_video(src) else job.image(src)
+            else:
+                job.listed(item)
+        except (ValueError, OSError, MemoryError) as e:
+            job.failed(src, e)
+        finally:
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    job.summary.seconds = time.perf_counter() - start
+    if not job.summary.joins:
+        _remove_empty(made)  # a run that wrote nothing leaves no folder it made
+    return job.summary
+
+
+def _check_request(files: list[Path], outdir: Path, fmt: str | None, quality: int, name: str | None) -> str | None:
+    """The options checked before anything is made; the output format (``-o result.jpg``: jpg)."""
     if not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError("quality", quality, "must be an integer from 1 to 100")
     if name is not None and len(files) != 1:
@@ -303,7 +338,13 @@ def upscale_files(
         fmt = ext
     if outdir.exists() and not outdir.is_dir():
         raise OptionError("outdir", shown(outdir), "is a file, not a folder")
-    made = [p for p in (outdir, *outdir.parents) if not p.exists()]  # removed again if nothing is written
+    return fmt
+
+
+def _prepare_outdir(outdir: Path, folders: set[Path]) -> list[Path]:
+    """Make ``outdir`` (checked writable) and clear what a killed run left in ``folders``;
+    returns the folders made here (removed again if nothing is written)."""
+    made = [p for p in (outdir, *outdir.parents) if not p.exists()]
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -311,122 +352,124 @@ def upscale_files(
     if not os.access(outdir, os.W_OK | os.X_OK):
         _remove_empty(made)
         raise OptionError("outdir", shown(outdir), "the output folder is not writable")
-    subdirs = subdirs or {}
-    for folder in {outdir / subdirs.get(f, Path()) for f in files} | {outdir}:
+    for folder in folders | {outdir}:
         if folder.is_dir():
             remove_stale_parts(folder)  # left by a killed run
-    inputs = {f.resolve() for f in files}
-    rank, world = share
-    video_options = dict(video_options or {})
+    return made
 
-    def video_dst(src: Path) -> Path:
+
+@dataclass
+class _Batch:
+    """One :func:`upscale_files` call's settings and record: one method per kind of work item."""
+
+    upscaler: Upscaler
+    outdir: Path
+    suffix: str
+    fmt: str | None
+    quality: int
+    video_options: dict
+    existing: str
+    log: Callable[[str], None]
+    max_pixels: int
+    subdirs: dict[Path, Path]
+    name: str | None
+    report_done: bool
+    inputs: set[Path]
+    summary: Summary = field(default_factory=Summary)
+    say: Callable[[str], None] | None = None  # where one-line messages go: the bar's write, else log
+
+    def __post_init__(self) -> None:
+        self.codec = self.video_options.get("codec")  # the one asked for; each video gets its container's
+        self.say = self.say or self.log
+
+    def video_dst(self, src: Path) -> Path:
         """Where a video goes, its container and encoder decided before any compute (video.output_for)."""
-        dst = outdir / (name or Path(subdirs.get(src, Path()), f"{src.stem}{suffix}{src.suffix}"))
-        dst, video_options["codec"] = output_for(src, dst, codec)  # the codec of the video in hand
+        dst = self.outdir / (self.name or Path(self.subdirs.get(src, Path()), f"{src.stem}{self.suffix}{src.suffix}"))
+        dst, self.video_options["codec"] = output_for(src, dst, self.codec)  # the codec of the video in hand
         return dst
 
-    codec = video_options.get("codec")
-
-    def frame_check(size: tuple[int, int]) -> None:
+    def frame_check(self, size: tuple[int, int]) -> None:
         """A video's frames meet the images' limits before any is decoded."""
         w, h = size
-        if w * h > max_pixels:
+        if w * h > self.max_pixels:
             raise Refused(
-                f"{w}x{h} frames are over the {max_pixels:,} pixel limit (raise the pixel limit if they are real)",
+                f"{w}x{h} frames are over the {self.max_pixels:,} pixel limit (raise the pixel limit if they are real)",
                 remedy="max_pixels",
             )
-        _check_output_size(upscaler, size)
+        _check_output_size(self.upscaler, size)
 
-    work = (
-        _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary, frame_check)
-        if world > 1
-        else files
-    )
-    work = work[rank::world]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def listed(self, item: tuple) -> None:
+        """A video's segment, or a failure or skip found while listing (torchrun's shared work)."""
+        kind, src, detail = item
+        if kind == "skip":
+            self.summary.skipped.append(src)
+        elif kind == "fail":
+            raise detail
+        elif all(failed != str(src) for failed, _ in self.summary.failed):  # one failure per video
+            plan, k = detail
+            run_segments(self.upscaler, plan, [k])
 
-        bar = tqdm(total=len(work), unit="img", dynamic_ncols=True)
-    for item in work:
-        src = item if isinstance(item, Path) else item[1]
+    def video(self, src: Path, bar) -> None:
+        dst = self.video_dst(src)
+        if not _output_free(src, dst, self.inputs, self.existing):
+            self.summary.skipped.append(src)
+            return
+        with _frames_bar(bar) as report, _not_written_meanwhile(dst):
+            plan = upscale_video(
+                self.upscaler, src, dst, replace=self.existing == "overwrite", progress=report,
+                check_frame=self.frame_check, **self.video_options,
+            )  # fmt: skip
+        if self.report_done:
+            self.log(f"done: {shown(src)} -> {shown(plan.dst)}")
+        if plan.info.get("dropped"):
+            self.say(f"note: {shown(src)}: {plan.info['dropped']}")
+        if plan.info.get("denoise") is not None:
+            self.summary.strengths.append(plan.info["denoise"].strength)
+            self.say(f"{shown(src)}: {plan.info['denoise'].describe()}, from its first frames")
+        self.summary.done.append(dst)
+
+    def image(self, src: Path) -> None:
+        out_fmt = output_format(src, self.fmt)[1]
+        sub = self.subdirs.get(src, Path())
+        dst = self.outdir / self.name if self.name else output_path(src, self.outdir, self.suffix, self.fmt, sub)
+        if not _output_free(src, dst, self.inputs, self.existing):
+            self.summary.skipped.append(src)
+            return
+        deep = _png16_colour(src)
+        im = open_checked(src, self.max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
+        _check_output_size(self.upscaler, im.size)
+        if im.info.get("bits_dropped"):
+            self.say(f"note: {shown(src)}: {im.info['bits_dropped']}")
+        if deep and out_fmt != "PNG":
+            raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
+        _check_format(im, out_fmt)
+        out = self.upscaler(_read_png16(src) if deep else im)
+        if getattr(self.upscaler, "auto", False) and self.upscaler.estimate is not None:
+            self.summary.strengths.append(self.upscaler.estimate.strength)
+            self.say(f"{shown(src)}: {self.upscaler.estimate.describe()}")
+        replace = self.existing == "overwrite"
         try:
-            if not isinstance(item, Path):  # a video's segment, a failure or a skip found while listing
-                kind, _, detail = item
-                if kind == "skip":
-                    summary.skipped.append(src)
-                elif kind == "fail":
-                    raise detail
-                elif all(name != str(src) for name, _ in summary.failed):  # one failure per video
-                    plan, k = detail
-                    run_segments(upscaler, plan, [k])
-                continue
-            video = is_video(src)
-            out_fmt = "" if video else output_format(src, fmt)[1]
-            sub = subdirs.get(src, Path())
-            dst = video_dst(src) if video else outdir / name if name else output_path(src, outdir, suffix, fmt, sub)
-            if not _output_free(src, dst, inputs, existing):
-                summary.skipped.append(src)
-                continue
-            if video:
-                with _frames_bar(bar) as report, _not_written_meanwhile(dst):
-                    plan = upscale_video(
-                        upscaler, src, dst, replace=existing == "overwrite", progress=report,
-                        check_frame=frame_check, **video_options,
-                    )  # fmt: skip
-                if report_done:
-                    log(f"done: {shown(src)} -> {shown(plan.dst)}")
-                if plan.info.get("dropped"):
-                    (bar.write if bar else log)(f"note: {shown(src)}: {plan.info['dropped']}")
-                if plan.info.get("denoise") is not None:
-                    summary.strengths.append(plan.info["denoise"].strength)
-                    (bar.write if bar else log)(
-                        f"{shown(src)}: {plan.info['denoise'].describe()}, from its first frames"
-                    )
-                summary.done.append(dst)
-                continue
-            deep = _png16_colour(src)
-            im = open_checked(src, max_pixels, decode=not deep)  # a 16-bit colour PNG: limits, ICC, DPI; pypng decodes
-            _check_output_size(upscaler, im.size)
-            if im.info.get("bits_dropped"):
-                (bar.write if bar else log)(f"note: {shown(src)}: {im.info['bits_dropped']}")
-            if deep and out_fmt != "PNG":
-                raise Refused("16-bit colour input: only PNG keeps its depth here; choose PNG output", remedy="fmt")
-            _check_format(im, out_fmt)
-            out = upscaler(_read_png16(src) if deep else im)
-            if getattr(upscaler, "auto", False) and upscaler.estimate is not None:
-                summary.strengths.append(upscaler.estimate.strength)
-                (bar.write if bar else log)(f"{shown(src)}: {upscaler.estimate.describe()}")
-            try:
-                if deep:
-                    with atomic_path(dst, replace=existing == "overwrite") as tmp:
-                        tmp.write_bytes(_png16_bytes(out, im.info))
-                else:
-                    _save_atomic(out, dst, out_fmt, im.info, replace=existing == "overwrite", quality=quality)
-            except FileExistsError:
-                if existing == "skip":
-                    summary.skipped.append(src)
-                    continue
-                raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
-            summary.done.append(dst)
-            if report_done:  # a log, not a terminal: one line per finished file
-                log(f"done: {shown(src)} -> {shown(dst)}")
-        except (ValueError, OSError, MemoryError) as e:
-            if isinstance(e, MemoryError):
-                e = Refused("out of memory (try smaller tiles)", remedy="tile")
-            summary.failed.append((str(src), str(e)))
-            if isinstance(e, Refused) and e.remedy:
-                summary.remedies.add(e.remedy)
-            (bar.write if bar else log)(f"failed: {shown(src)}: {shown(e)}")
-        finally:
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    if not summary.joins:
-        _remove_empty(made)  # a run that wrote nothing leaves no folder it made
-    return summary
+            if deep:
+                with atomic_path(dst, replace=replace) as tmp:
+                    tmp.write_bytes(_png16_bytes(out, im.info))
+            else:
+                _save_atomic(out, dst, out_fmt, im.info, replace=replace, quality=self.quality)
+        except FileExistsError:
+            if self.existing == "skip":
+                self.summary.skipped.append(src)
+                return
+            raise ValueError(f"output {dst} was written by another run meanwhile; left as it is") from None
+        self.summary.done.append(dst)
+        if self.report_done:  # a log, not a terminal: one line per finished file
+            self.log(f"done: {shown(src)} -> {shown(dst)}")
+
+    def failed(self, src: Path, e: BaseException) -> None:
+        if isinstance(e, MemoryError):
+            e = Refused("out of memory (try smaller tiles)", remedy="tile")
+        self.summary.failed.append((str(src), str(e)))
+        if isinstance(e, Refused) and e.remedy:
+            self.summary.remedies.add(e.remedy)
+        self.say(f"failed: {shown(src)}: {shown(e)}")
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -484,7 +527,7 @@ def _frames_bar(bar):
         frames.close()
 
 
-def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, summary, frame_check) -> list:
+def _shared_work(job: _Batch, files: list[Path]) -> list:
     """The work ranks share (:func:`upscale_files`), the same list on every rank: image
     files as they are, each video as its segments (``("segment", src, (plan, k))``), and
     what listing a video found instead (``("skip" | "fail", src, error)``), so that it is
@@ -496,16 +539,16 @@ def _shared_work(upscaler, files, video_dst, inputs, existing, video_options, su
             work.append(src)
             continue
         try:
-            dst = video_dst(src)
-            if not _output_free(src, dst, inputs, existing):
+            dst = job.video_dst(src)
+            if not _output_free(src, dst, job.inputs, job.existing):
                 work.append(("skip", src, None))
                 continue
-            plan = plan_video(upscaler, src, dst, check_frame=frame_check, **video_options)
+            plan = plan_video(job.upscaler, src, dst, check_frame=job.frame_check, **job.video_options)
         except (ValueError, OSError) as e:
             work.append(("fail", src, e))
             continue
         work += [("segment", src, (plan, k)) for k in range(plan.segments)]
-        summary.joins.append((plan, existing == "overwrite"))
+        job.summary.joins.append((plan, job.existing == "overwrite"))
     return work
 
 
