@@ -376,28 +376,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-NUMBERING = "layers and experts from 1, as in the figures and routing.csv; counts and ranks by position"
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     from .errors import require
 
     require("plot", "seemore explain's figures", "matplotlib")  # before the model loads
-    import csv
-    import json
     from pathlib import Path
-
-    import numpy as np
-
-    from . import load_model
-    from .analysis.explain import capture, expert_ranks_of, route_images, routing_counts
-    from .analysis.figures import image_figure, routing_figure
-    from .data.images import ImageError, read_image
-    from .data.paired import find_pairs
-    from .evaluation.evaluate import lr_for
 
     if not args.images and not args.data:
         raise UsageError("give one or more IMAGEs to explain, or --data DIR... for routing statistics")
+    from . import load_model
+    from .analysis.report import dataset_routing, explain_image, write_routing
+    from .data.images import ImageError
     from .inference.upscaler import resolve_device
 
     model = load_model(args.model).to(resolve_device(args.device))
@@ -406,70 +395,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model} is an x{cfg.scale} model, but --scale {args.scale} was asked")
     if cfg.in_chans != 3:
         raise UsageError(f"{args.model}: explain handles RGB models (in_chans 3), this one has {cfg.in_chans}")
-    ranks = expert_ranks_of(model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rgb = lambda a: np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a  # noqa: E731
     failed = 0
     for path in map(Path, args.images):
         print(f"explaining {path.name}...", file=sys.stderr, flush=True)
         try:
-            cap = capture(model, rgb(read_image(path)), group=args.group)
+            fig, chosen = explain_image(model, path, out, args.group, title=f"{args.model} on {path.name}")
         except ImageError as e:
             print(f"failed: {e}", file=sys.stderr)
             failed += 1
             continue
-        fig = image_figure(cap, out / f"{path.stem}_explain.png", title=f"{args.model} on {path.name}")
-        info = {"image": str(path), "numbering": NUMBERING, "ranks": ranks,
-                "experts": [[e + 1 for e in layer] for layer in cap.experts], "weights": cap.weights}  # fmt: skip
-        (out / f"{path.stem}_explain.json").write_text(json.dumps(info, indent=1) + "\n")
-        chosen = ", ".join(f"{i + 1}:r{ranks[e[0]]}" for i, e in enumerate(cap.experts))
         print(f"{path.name}: chosen rank per layer {chosen} -> {fig}")
     if args.data:
-        per_set, per_image = {}, {}
-        for folder in map(Path, args.data):
-            lrs = []
-            for hr_path, lr_path in find_pairs(folder, cfg.scale, recursive=False):
-                try:
-                    hr = rgb(read_image(hr_path))
-                    h, w = hr.shape[0] // cfg.scale * cfg.scale, hr.shape[1] // cfg.scale * cfg.scale
-                    lrs.append((hr_path.stem, rgb(lr_for(np.ascontiguousarray(hr[:h, :w]), cfg.scale, lr_path))))
-                except (ImageError, ValueError) as e:
-                    print(f"failed: {e}", file=sys.stderr)
-                    failed += 1
-            print(f"routing {folder.name}: {len(lrs)} images...", file=sys.stderr, flush=True)
-            choices = route_images(model, [lr for _, lr in lrs])
-            per_set[folder.name] = routing_counts(model, choices)
-            per_image.update(
-                {
-                    f"{folder.name}/{n}": [[e + 1 for e in layer] for layer in c]
-                    for (n, _), c in zip(lrs, choices, strict=True)
-                }
-            )
-        total = sum(per_set.values())
-        report = {
-            "model": str(args.model),
-            "numbering": NUMBERING,
-            "scale": cfg.scale,
-            "ranks": ranks,
-            "datasets": {k: {"images": int(v[0].sum()) // cfg.topk, "counts": v.tolist()} for k, v in per_set.items()},
-            "total": {"images": int(total[0].sum()) // cfg.topk, "counts": total.tolist()},
-            "per_image": per_image,
-        }
-        (out / "routing.json").write_text(json.dumps(report, indent=1) + "\n")
-        with (out / "routing.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["dataset", "layer", "expert", "rank", "count", "share"])
-            for name, counts in [*per_set.items(), ("total", total)]:
-                for layer, row in enumerate(counts):
-                    for e, n in enumerate(row):
-                        w.writerow([name, layer + 1, e + 1, ranks[e], int(n), f"{n / max(row.sum(), 1):.4f}"])
+        say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        per_set, per_image, bad = dataset_routing(model, list(map(Path, args.data)), say)
+        failed += bad
+        report, fig, lines = write_routing(model, str(args.model), per_set, per_image, out)
         sets = " + ".join(per_set)
-        fig = routing_figure(total, ranks, out / "routing.png", f"{args.model}: experts chosen on {sets}")
         print(f"routing over {report['total']['images']} images ({sets}) -> {out / 'routing.json'}, {fig}")
-        for layer, row in enumerate(total):
-            shares = ", ".join(f"rank {ranks[e]} {100 * n / max(row.sum(), 1):.0f}%" for e, n in enumerate(row))
-            print(f"  layer {layer + 1}: {shares}")
+        print("\n".join(lines))
     return 1 if failed else 0
 
 
