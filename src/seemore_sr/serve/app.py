@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -142,20 +143,9 @@ def create_app(
             return _error(503, str(e))
         except ValueError as e:
             return _error(400, str(e))
-        size = 0
         uploads += 1
         try:
-            with job.src.open("wb") as f:
-                body = request.stream().__aiter__()
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(body.__anext__(), body_timeout)
-                    except StopAsyncIteration:
-                        break
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise _TooLarge(f"the file is over this server's {_mb(max_bytes)} limit")
-                    f.write(chunk)
+            await _receive(request, job.src, max_bytes, body_timeout)
         except _TooLarge as e:
             jobs.discard(job)
             return _error(413, f"{job.name}: {e}")
@@ -269,6 +259,23 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found, Exception: failed})
     return _SameSiteOnly(app, hosts)
+
+
+async def _receive(request: Request, dst: Path, max_bytes: int, timeout: float) -> None:
+    """Stream the request's body into ``dst``: ``_TooLarge`` past ``max_bytes``,
+    ``asyncio.TimeoutError`` when no chunk comes for ``timeout`` seconds."""
+    size = 0
+    with dst.open("wb") as f:
+        body = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(body.__anext__(), timeout)
+            except StopAsyncIteration:
+                return
+            size += len(chunk)
+            if size > max_bytes:
+                raise _TooLarge(f"the file is over this server's {_mb(max_bytes)} limit")
+            f.write(chunk)
 
 
 def _mb(n: int) -> str:
