@@ -122,8 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = model.config
         variant = variant_of(cfg.num_layers, cfg.embedding_dim)
         tile: int | str = "auto" if args.tile is None else args.tile
-        if args.denoise is not None:
-            model = args.model  # the blend is made from the bundled weights the name stands for
+        if args.denoise is not None or (args.model.endswith("-real") and not Path(args.model).exists()):
+            model = args.model  # the blend is made from the bundled weights; a -real name: auto, as upscale does
         method = Upscaler(model, device=args.device, tile=tile, mirror=args.mirror, denoise=args.denoise)
     results = evaluate(
         method,
@@ -144,6 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if paper:
         head += f" {'paper PSNR':>11} {'paper SSIM':>11}"
     deg = "" if args.degrade == "clean" else f", LR degraded: {args.degrade}"
+    if getattr(method, "auto", False) or args.denoise is not None:
+        deg += f", denoise {'auto' if getattr(method, 'auto', False) else args.denoise}"
     print(f"{args.model} x{args.scale} (Y channel, crop {args.scale}{deg})")
     print(head)
     for r in results:
