@@ -78,10 +78,14 @@ def until(condition, timeout=60.0, what="condition"):
 def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    jobs = Jobs({"seemore-tiny-x4": load_model("seemore-tiny-x4")}, device="cpu", root=tmp_path / "srv")
+    from seemore_sr import bundled_weights
+
+    served = [m for m in ("seemore-tiny-x4", "seemore-tiny-x4-real") if m in bundled_weights()]
+    jobs = Jobs({m: load_model(m) for m in served}, device="cpu", root=tmp_path / "srv")
     with serving_jobs(jobs) as base:
         browser.get(base + "/")
         until(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"), 20, "the models")
+        assert browser.find_element(By.ID, "denoise-controls").get_attribute("hidden") is not None  # clean: no slider
         browser.find_element(By.ID, "files").send_keys(str(PHOTO))
         until(lambda: browser.find_elements(By.CSS_SELECTOR, ".job.done"), 120, "the result")
         card = browser.find_element(By.CSS_SELECTOR, ".job.done")
@@ -99,10 +103,21 @@ def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
             == 640
         )
 
+        if "seemore-tiny-x4-real" in served:  # the real weights: the denoise slider, auto by default
+            browser.execute_script(
+                "const m = document.querySelector('#model'); m.value = 'seemore-tiny-x4-real'; m.onchange()"
+            )
+            assert browser.find_element(By.ID, "denoise-controls").get_attribute("hidden") is None
+            browser.find_element(By.ID, "files").send_keys(str(PHOTO))
+            until(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".job.done")) == 2, 120, "the real result")
+            real = browser.find_elements(By.CSS_SELECTOR, ".job.done")[0]  # the newest card is first
+            assert "Denoise" in real.find_element(By.CSS_SELECTOR, ".facts").text
+            browser.execute_script(
+                "const m = document.querySelector('#model'); m.value = 'seemore-tiny-x4'; m.onchange()"
+            )
+
         shot = Path(os.environ.get("SEEMORE_SCREENSHOT") or tmp_path / "serve.png")
-        browser.execute_script(
-            "document.querySelector('.split').value = 55; document.querySelector('.split').oninput()"
-        )
+        browser.execute_script("document.querySelectorAll('.split').forEach(s => { s.value = 55; s.oninput(); })")
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
         card.find_element(By.CSS_SELECTOR, ".download").click()
@@ -138,7 +153,7 @@ def test_page_upscales_a_photo_like_the_cli(browser, tmp_path):
         browser.find_element(By.ID, "files").send_keys(str(bad))
         failed = until(lambda: browser.find_elements(By.CSS_SELECTOR, ".job.failed"), 30, "the error")
         assert "not an image" in failed[0].text, failed[0].text
-        assert len(browser.find_elements(By.CSS_SELECTOR, ".job.done")) == 1
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".job.done")) == len(served)
     assert not jobs.root.exists()
 
 

@@ -16,7 +16,7 @@ async function init() {
   });
   const denoiseShown = () => {
     const m = config.models.find((x) => x.name === $("#model").value);
-    $("#denoise-controls").hidden = !(m && m.denoise);
+    $("#denoise-controls").hidden = !(m && m.denoise && m.name.endsWith("-real")); // the -real weights' slider
     $("#denoise").disabled = $("#denoise-auto").checked;
     $("#denoise-value").textContent = $("#denoise-auto").checked ? "auto" : ($("#denoise").value / 100).toFixed(1);
   };
