@@ -239,9 +239,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .inference.upscaler import Upscaler
 
     model = args.model or f"seemore-tiny-x{args.scale or 4}"
-    if args.scale and model in bundled_weights() and not model.endswith(f"x{args.scale}"):
-        raise UsageError(f"--model {model} is x{model[-1]}, but --scale {args.scale} was asked")
-    ranks = _ranks()  # under torchrun: this rank's share of the work, its own device
+    if args.scale and model in bundled_weights():
+        from .models.registry import parse_name
+
+        if parse_name(model)[1] != args.scale:
+            raise UsageError(f"--model {model} is x{parse_name(model)[1]}, but --scale {args.scale} was asked")
+    from .inference.distributed import gather
+    from .inference.distributed import ranks as torchrun_ranks
+
+    ranks = torchrun_ranks()  # under torchrun: this rank's share of the work, its own device
     share = (0, 1)
     if ranks is not None:
         rank, world, device = ranks
@@ -284,7 +290,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     )
     summary.failed[:0] = missing
     if ranks is not None:
-        summary = _gather(summary)  # every rank done; rank 0 joins the videos and reports for all
+        summary = gather(summary)  # every rank done; rank 0 joins the videos and reports for all
         if ranks[0] != 0:
             return 1 if summary.failed else 0
         join_videos(summary, log=lambda m: print(m, file=sys.stderr))
@@ -294,50 +300,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     where = f"written to {shown(output / name)}" if name and summary.done else f"outputs in {shown(output)}"
     print(f"{summary.line()}; {where}")
     return 1 if summary.failed else 0
-
-
-def _ranks() -> tuple[int, int, str] | None:
-    """``(rank, world size, device)`` under torchrun with more than one process, else None.
-
-    Each rank takes every world-th file of the sorted inputs (the same list on every rank)
-    and writes only its own outputs; the device is ``cuda:LOCAL_RANK`` where CUDA is, else
-    the CPU. Each rank keeps the thread count a single process would use, so its outputs are
-    the single process's bytes; ``--threads`` shares a machine's cores between its ranks
-    (the outputs then equal a single process run with the same ``--threads``)."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    import torch
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    return int(os.environ["RANK"]), world, device
-
-
-def _gather(summary):
-    """Every rank's summary, summed (gloo: works with or without GPUs)."""
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
-    from .inference.batch import Summary
-
-    dist.init_process_group("gloo", timeout=timedelta(days=7))  # ranks may spend hours on long videos
-    try:
-        parts: list = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, summary)
-    finally:
-        dist.destroy_process_group()
-    total = Summary(joins=parts[0].joins)  # the same list on every rank
-    for part in parts:
-        total.done += part.done
-        total.skipped += part.skipped
-        total.failed += part.failed
-        total.remedies |= part.remedies
-        total.seconds = max(total.seconds, part.seconds)
-    return total
 
 
 # The library names its parameters (errors.Refused.remedy, OptionError.option); the CLI says its flags.
