@@ -176,3 +176,17 @@ def test_a_16_bit_colour_tiff_says_its_depth_was_dropped(tmp_path, small_model):
     proc = run("upscale", tmp_path / "deep.tif", "-o", tmp_path / "out", "--model", small_model)
     assert proc.returncode == 0, proc.stderr
     assert "deep.tif: a 16-bit colour TIFF is read at 8 bits a channel" in proc.stderr
+
+
+def test_the_first_run_says_it_measures_once(tmp_path, small_model):
+    import os
+
+    env = {**os.environ, "SEEMORE_CACHE": str(tmp_path / "cache")}
+    env.pop("SEEMORE_EXECUTOR", None)
+    env.pop("SEEMORE_CALIBRATE", None)
+    src = photo(tmp_path / "a.png")
+    first = run("upscale", src, "-o", tmp_path / "o1", "--model", small_model, env=env)
+    again = run("upscale", src, "-o", tmp_path / "o2", "--model", small_model, env=env)
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert first.stderr.count("measuring the fastest way to run on this CPU, once") == 1
+    assert "measuring" not in again.stderr  # remembered
