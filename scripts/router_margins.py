@@ -54,8 +54,8 @@ def main() -> None:
         for layer in range(arr.shape[1]):
             mean, spread = arr[:, layer].mean(0) * 100, arr[:, layer].std(0) * 100
             chosen = np.bincount(arr[:, layer].argmax(1), minlength=arr.shape[2]) * 100 // len(arr)
-            print(f"  layer {layer + 1}: " + " / ".join(f"{m:.0f} (+-{d:.1f})" for m, d in zip(mean, spread, strict=True))
-                  + f"; images chosen per expert % {chosen.tolist()}")  # fmt: skip
+            cells = " / ".join(f"{m:.0f} (+-{d:.1f})" for m, d in zip(mean, spread, strict=True))
+            print(f"  layer {layer + 1}: {cells}; images chosen per expert % {chosen.tolist()}")
 
 
 if __name__ == "__main__":
