@@ -190,3 +190,13 @@ def test_timing_order_is_balanced(n):
     assert len(positions) == n * n and len(set(positions.values())) == 1
     assert len(after) == n * (n - 1) and len(set(after.values())) == 1
     assert interleaved(keys, 3)[: 2 * n] == order[: 2 * n]  # a prefix of the same design
+
+
+def test_groups_declare_their_halo():
+    """Tiling sums what the folded blocks declare; it agrees with the config's formula."""
+    from seemore_sr.models.folded import fold
+
+    for cfg in (config_for("seemore-tiny-x2"), SeemoReConfig(**SMALL, global_kernel_size=21)):
+        net = fold(SeemoRe(cfg))
+        assert all(g.halo == group_halo(cfg) for g in net.groups)
+        assert net.groups[0].rme.halo == 3 and net.groups[0].sme.halo == cfg.global_kernel_size // 2 + 1

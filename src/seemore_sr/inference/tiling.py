@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.folded import fold
+from ..models.folded import FoldedGroup, fold
 from ..models.seemore import SeemoRe, SeemoReConfig, pad_to_min
 from ..models.stages import GroupStages, NetworkStages
 from .cuda_graphs import CudaGraphed
@@ -99,10 +99,12 @@ def _round_tile(tile: int, f: int) -> int:
 
 
 def group_halo(config: SeemoReConfig) -> int:
-    """Context pixels one residual group needs around a tile: 2 (``conv_1`` and the 3x3 on
-    ``k``) + 1 (RME's FFN) + ``global_kernel_size // 2`` (SME's striped conv) + 1 (SME's
-    FFN) + 1; 10 for the released kernel of 11."""
-    return 5 + config.global_kernel_size // 2
+    """Context pixels one residual group of ``config`` needs around a tile, as its folded
+    blocks declare them (``FoldedGroup.halo``: RME's 3x3 conv, striped conv and FFN gate, 3;
+    SME's striped conv, ``global_kernel_size // 2``, and FFN gate, 1; one spare): 10 for the
+    released kernel of 11. Tiling reads each group's own ``halo``; this is its value for a
+    config, without building one."""
+    return 3 + config.global_kernel_size // 2 + 1 + FoldedGroup.SPARE
 
 
 def tile_shape(h: int, w: int, tile: int, f: int) -> tuple[int, int]:
@@ -332,7 +334,7 @@ def tiled_forward(
             t = x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device)
             maps[0].write(core, _to_map(_crop_as(net.head(t), core, outer, cl), cl))
         for g in net.groups:
-            _group(g, maps[0], maps[1], tile_hw, f, group_halo(cfg), device, progress)
+            _group(g, maps[0], maps[1], tile_hw, f, g.halo, device, progress)  # the group's own declaration
             maps.reverse()
         for core, outer in _tiles(H, W, tile_hw, 3):
             res = net.head(x[..., outer[0] : outer[1], outer[2] : outer[3]].to(device))  # recomputed, not stored

@@ -167,6 +167,11 @@ class FoldedFFN(_Folded):
         self.eps = norm.eps
         return self
 
+    @property
+    def halo(self) -> int:
+        """Pixels of context it needs around a tile: its depthwise gate's reach."""
+        return _reach(self.gate)
+
     def forward(self, x: Tensor) -> Tensor:
         h = self.ops.norm(x, eps=self.eps)
         a, g = self.lin(h, "a", gelu=True), self.lin(h, "g", gelu=True)
@@ -189,6 +194,11 @@ class FoldedSME(_Folded):
         self.ffn = FoldedFFN.of(sme.norm_2, sme.ffn, ops)
         self.eps = sme.norm_1.eps
         return self
+
+    @property
+    def halo(self) -> int:
+        """The striped conv's reach (1 x k then k x 1: k // 2 each way), then the FFN's."""
+        return _reach(*self.stripe) + self.ffn.halo
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.ops.norm(x, eps=self.eps)
@@ -286,6 +296,12 @@ class FoldedRME(_Folded):
         self.ffn = FoldedFFN.of(rme.norm_2, rme.ffn, ops)
         return self
 
+    @property
+    def halo(self) -> int:
+        """The 3x3 conv's reach, then the striped conv on ``a`` (``k`` reaches less), then the
+        FFN's; the context is computed from the whole pooled map, not per tile."""
+        return _reach(self.conv_3x3) + _reach(*self.stripe) + self.ffn.halo
+
     def branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
         ops = self.ops
         h = ops.conv(ops.norm(x, self.norm_w, self.norm_b, self.eps), self.conv_3x3, gelu=True)
@@ -318,6 +334,13 @@ class FoldedGroup(nn.Module):
         self.channels_last = ops.channels_last
         self.rme = FoldedRME.of(group.local_block, ops, dense=dense)
         self.sme = FoldedSME.of(group.global_block, ops)
+
+    SPARE = 1  # one pixel beyond what the blocks declare, as the tiling has always kept (exactness is tested)
+
+    @property
+    def halo(self) -> int:
+        """Context pixels the group needs around a tile: what its blocks declare, summed."""
+        return self.rme.halo + self.sme.halo + self.SPARE
 
     def branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.rme.branches(x)
@@ -401,6 +424,14 @@ class FoldedSeemoRe(nn.Module):
         if mode:
             raise RuntimeError("a folded SeemoRe is for inference only; train the original SeemoRe module")
         return super().train(False)
+
+
+def _reach(*convs: nn.Conv2d) -> int:
+    """How far a chain of convs reads beyond a pixel, in the worse direction (a 1 x k conv
+    then a k x 1 conv reach k // 2 each way)."""
+    rows = sum(c.kernel_size[0] // 2 * c.dilation[0] for c in convs)
+    cols = sum(c.kernel_size[1] // 2 * c.dilation[1] for c in convs)
+    return max(rows, cols)
 
 
 def fold(model: SeemoRe, ops: Ops | None = None, *, dense: bool = False) -> FoldedSeemoRe:

@@ -32,6 +32,11 @@ class GroupStages(Protocol):
 
     channels_last: bool
 
+    @property
+    def halo(self) -> int:
+        """Context pixels the group needs around a tile, as its blocks declare them."""
+        ...
+
     def branches(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def pool(self, k: Tensor) -> Tensor: ...
