@@ -244,10 +244,12 @@ def test_upscaler_denoise_interpolates_between_the_bundled_pair(weights_pair):
     half = Upscaler("seemore-tiny-x2", denoise=0.5, executor="nchw")(img).astype(int)
     assert np.abs(half - clean).mean() < np.abs(real.astype(int) - clean).mean()
     auto = Upscaler("seemore-tiny-x2-real", executor="nchw")  # -real: auto by default
-    auto(img)
-    assert auto.auto and auto.estimate.strength <= 0.1 and auto.strength == auto.estimate.strength
-    auto(add_noise(img, np.random.default_rng(0), 12, None, False))
-    assert auto.strength == 1.0
+    noisy = add_noise(img, np.random.default_rng(0), 12, None, False)
+    for _ in range(2):  # strengths one after another: each blend is made from the untouched ends
+        assert np.array_equal(auto(img), clean)
+        assert auto.auto and auto.estimate.strength == 0.0 and auto.strength == 0.0
+        assert np.array_equal(auto(noisy), Upscaler("seemore-tiny-x2-real", denoise=1.0, executor="nchw")(noisy))
+        assert auto.strength == 1.0
     for bad in (1.5, -0.1, "strong", True):
         with pytest.raises(OptionError, match="denoise"):
             Upscaler("seemore-tiny-x2", denoise=bad)

@@ -338,7 +338,9 @@ def _denoise_pair(model: object, denoise: float | str | None) -> tuple[tuple[dic
     clean = load_model(clean_name(model))
     real = load_model(f"{clean_name(model)}-real")
     start = 1.0 if denoise in (None, "auto") else float(denoise)
-    return (clean.state_dict(), real.state_dict(), clean), start
+    # copies: the blends are loaded into the clean module, whose own tensors must not change under them
+    ends = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in (clean, real)]
+    return (ends[0], ends[1], clean), start
 
 
 def _color(a: np.ndarray) -> np.ndarray:
