@@ -2,11 +2,11 @@
 and the real-photo weights, beside the original; each labelled with its PSNR-Y on the crop.
 
     python scripts/real_figure.py --out docs/real-photos.png
-    python scripts/real_figure.py --real campaign/runs/real-x4/latest.safetensors   # before a ship
+    python scripts/real_figure.py --real campaign/runs/real-x2/latest.safetensors   # before a ship
 
-The LR is made as ``seemore eval --degrade mixed`` makes it (HR blur sigma 0.5 x scale,
-MATLAB bicubic, noise 5, JPEG 60), seeded by the file's name. Remade by
-``scripts/real_weights.py ship``.
+The LR is made as ``seemore eval --degrade PRESET`` makes it (default ``noise10`` at x2:
+MATLAB bicubic, then Gaussian noise of sigma 10), seeded by the file's name. Remade by
+``scripts/real_ship.sh`` after a ship.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def figure(image: Path, box: tuple[int, int, int, int], scale: int, preset: str,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", type=Path, default=ROOT.parent / "shared/data/benchmark/B100/HR/108005.png")
-    p.add_argument("--box", type=int, nargs=4, default=[160, 60, 280, 180], metavar=("X0", "Y0", "X1", "Y1"))
-    p.add_argument("--scale", type=int, default=4)
-    p.add_argument("--preset", default="mixed")
-    p.add_argument("--real", default="seemore-tiny-x4-real", help="the real weights (a name or a file)")
+    p.add_argument("--box", type=int, nargs=4, default=[170, 60, 290, 180], metavar=("X0", "Y0", "X1", "Y1"))
+    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--preset", default="noise10")
+    p.add_argument("--real", default="seemore-tiny-x2-real", help="the real weights (a name or a file)")
     p.add_argument("--zoom", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "real-photos.png")
     a = p.parse_args()
