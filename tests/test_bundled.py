@@ -13,10 +13,12 @@ from .conftest import BENCH, ROOT, load_script
 
 
 def test_bundled_weights_ship_with_provenance():
-    assert set(bundled_weights()) == {"seemore-tiny-x2", "seemore-tiny-x3", "seemore-tiny-x4"}
+    assert set(bundled_weights()) == {
+        "seemore-tiny-x2", "seemore-tiny-x3", "seemore-tiny-x4", "seemore-tiny-x2-real", "seemore-tiny-x4-real"
+    }  # fmt: skip
     for name in bundled_weights():
         model = load_model(name)
-        assert model.config.scale == int(name[-1]) and model.config.embedding_dim == 36
+        assert model.config.scale == int(name.removesuffix("-real")[-1]) and model.config.embedding_dim == 36
         assert model.provenance["iterations"] > 0 and "train" in model.provenance["dataset"]
 
 
