@@ -210,8 +210,7 @@ class PairedImages:
         for i in range(offset, n_total):
             if made[i]:
                 lr, hr = synthetic_patch(np.random.default_rng([self.seed, iteration, 2, i]), p, s)
-                if self.degrade is not None:
-                    lr = degrade_patch(hr, lr, s, np.random.default_rng([self.seed, iteration, 3, i]), self.degrade)
+                lr = self._degraded(lr, hr, iteration, i)
                 lrs.append(lr)
                 hrs.append(hr)
                 teach.append(hr)
@@ -221,14 +220,20 @@ class PairedImages:
             y, x = int(ys[i] * (h - p + 1)), int(xs[i] * (w - p + 1))
             lr = pair.lr[y : y + p, x : x + p]
             hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
-            if self.degrade is not None:  # its own stream: the crops are those of a clean run
-                lr = degrade_patch(hr, lr, s, np.random.default_rng([self.seed, iteration, 3, i]), self.degrade)
+            lr = self._degraded(lr, hr, iteration, i)
             lrs.append(_augment(lr, aug[i]))
             hrs.append(_augment(hr, aug[i]))
             if self.teach is not None:
                 teach.append(_augment(self.teach[idx[i]][y * s : (y + p) * s, x * s : (x + p) * s], aug[i]))
         to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
         return (to(lrs), to(hrs)) if self.teach is None else (to(lrs), to(hrs), to(teach))
+
+    def _degraded(self, lr: np.ndarray, hr: np.ndarray, iteration: int, i: int) -> np.ndarray:
+        """Patch ``i``'s LR as training sees it: degraded from ``hr`` when ``degrade`` is set,
+        from a stream of its own (the crops stay those of a clean run)."""
+        if self.degrade is None:
+            return lr
+        return degrade_patch(hr, lr, self.scale, np.random.default_rng([self.seed, iteration, 3, i]), self.degrade)
 
 
 def _augment(img: np.ndarray, code: int) -> np.ndarray:

@@ -11,7 +11,7 @@ so the blend is one network, exact and as fast as either end.
   luma table); without the file (an array), a blockiness measure stands in for it: how
   much stronger the luma steps are across the 8x8 grid than beside it;
 - the noise is a robust estimate from a high-pass of the luma (Immerkaer 1996's
-  Laplacian-difference operator) over the flatter half of the image, where texture does
+  Laplacian-difference operator) in the flattest blocks of the image, where texture does
   not pass for noise.
 
 Each cue maps to a strength by a linear ramp between a level the clean weights handle
@@ -20,12 +20,14 @@ Each cue maps to a strength by a linear ramp between a level the clean weights h
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from torch import nn
 
-__all__ = ["Estimate", "estimate", "jpeg_quality", "noise_sigma", "blockiness", "blend_state", "AUTO_STEP"]
+__all__ = ["Estimate", "estimate", "jpeg_quality", "noise_sigma", "blockiness", "blend_state", "blended", "AUTO_STEP"]
 
 AUTO_STEP = 0.1  # auto strengths are rounded to this step: one blended network per step, reused
 
@@ -116,8 +118,9 @@ def blockiness(a: np.ndarray) -> float:
 
 
 def _ramp(v: float, ramp: tuple[float, float]) -> float:
-    lo, hi = ramp
-    return float(np.clip((v - lo) / (hi - lo), 0.0, 1.0))
+    """0 at ``ramp[0]``, 1 at ``ramp[1]``, linear between, clipped (either may be the larger)."""
+    start, full = ramp
+    return float(np.clip((v - start) / (full - start), 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def estimate(image: Image.Image | np.ndarray) -> Estimate:
         image = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
     sigma = noise_sigma(image)
     if quality is not None:
-        block, s_jpeg = None, 1.0 - _ramp(quality, (QUALITY_RAMP[1], QUALITY_RAMP[0])) if quality < 100 else 0.0
+        block, s_jpeg = None, _ramp(quality, QUALITY_RAMP)  # a falling ramp: 0 from 95 up, 1 from 60 down
     else:
         block = blockiness(image)
         s_jpeg = _ramp(block, BLOCKINESS_RAMP)
@@ -155,3 +158,11 @@ def blend_state(clean: dict, real: dict, strength: float) -> dict:
     if clean.keys() != real.keys():
         raise ValueError("the clean and real weights have different parameters")
     return {k: clean[k] if not clean[k].is_floating_point() else clean[k].lerp(real[k], strength) for k in clean}
+
+
+def blended(clean: nn.Module, real: nn.Module, strength: float) -> nn.Module:
+    """A new module: ``clean``'s copy holding :func:`blend_state` of both at ``strength``
+    (both left as they are)."""
+    net = copy.deepcopy(clean)
+    net.load_state_dict(blend_state(clean.state_dict(), real.state_dict(), strength))
+    return net

@@ -71,7 +71,7 @@ class Upscaler:
         mirror: int | str = MIRROR,
         denoise: float | str | None = None,
     ) -> None:
-        self._pair: tuple[dict, dict, nn.Module] | None = None  # clean and real weights, for blends
+        self._pair: tuple[nn.Module, nn.Module] | None = None  # the clean and real networks, for blends
         self._blends: dict[float, Engine] = {}  # the engine of each strength used
         self.auto = False  # denoise="auto": a strength per image
         self.strength: float | None = None  # the denoise strength of the last image (None: no blend)
@@ -100,11 +100,9 @@ class Upscaler:
     def _blend(self, strength: float) -> Engine:
         """The engine of the weights at ``strength`` (built once, then reused)."""
         if strength not in self._blends:
-            clean, real, holder = self._pair
-            from .denoise import blend_state
+            from .denoise import blended
 
-            holder.load_state_dict(blend_state(clean, real, strength))
-            self._blends[strength] = Engine(holder, **self._engine_args)
+            self._blends[strength] = Engine(blended(*self._pair, strength), **self._engine_args)
         self.strength = strength
         return self._blends[strength]
 
@@ -314,8 +312,8 @@ class Upscaler:
         return Image.fromarray(out)
 
 
-def _denoise_pair(model: object, denoise: float | str | None) -> tuple[tuple[dict, dict, nn.Module] | None, float]:
-    """``((clean state, real state, a module to load blends into), first strength)`` for a
+def _denoise_pair(model: object, denoise: float | str | None) -> tuple[tuple[nn.Module, nn.Module] | None, float]:
+    """``((clean network, real network), first strength)`` for a
     registry name with both weights bundled when a blend is asked for (``denoise`` given,
     or a ``-real`` name's default ``auto``); ``(None, 0)`` when the weights run as they are."""
     real_name = isinstance(model, str) and model.endswith("-real")
@@ -335,12 +333,8 @@ def _denoise_pair(model: object, denoise: float | str | None) -> tuple[tuple[dic
         raise OptionError(
             "denoise", denoise, f"needs a model name with bundled clean and -real weights ({pairs or 'none'})"
         )
-    clean = load_model(clean_name(model))
-    real = load_model(f"{clean_name(model)}-real")
     start = 1.0 if denoise in (None, "auto") else float(denoise)
-    # copies: the blends are loaded into the clean module, whose own tensors must not change under them
-    ends = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in (clean, real)]
-    return (ends[0], ends[1], clean), start
+    return (load_model(clean_name(model)), load_model(f"{clean_name(model)}-real")), start
 
 
 def _color(a: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ a closed tab stops its job at the next tile. Folders go when a job fails or is c
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import secrets
@@ -36,6 +35,7 @@ from ..errors import SeemoreError, UsageError
 from ..inference.batch import FORMATS, open_checked, probe, upscale_files
 from ..inference.inputs import IMAGE_INPUTS
 from ..inference.upscaler import Engine, Upscaler
+from ..models.registry import clean_name
 
 __all__ = ["Busy", "Cancelled", "Job", "Jobs", "Settings", "safe_name"]
 
@@ -94,7 +94,7 @@ class Settings:
 
 def denoise_pair(model: str, models) -> tuple[str, str] | None:
     """``(clean, real)`` names when both weights of ``model``'s name are among ``models``."""
-    clean = model.removesuffix("-real")
+    clean = clean_name(model)
     return (clean, f"{clean}-real") if clean in models and f"{clean}-real" in models else None
 
 
@@ -359,13 +359,9 @@ class Jobs:
         if key not in self.engines:
             net = self.models[model]
             if strength is not None:
-                from ..inference.denoise import blend_state
+                from ..inference.denoise import blended
 
-                clean, real = denoise_pair(model, self.models)
-                net = copy.deepcopy(self.models[clean])
-                net.load_state_dict(
-                    blend_state(self.models[clean].state_dict(), self.models[real].state_dict(), strength)
-                )
+                net = blended(*(self.models[m] for m in denoise_pair(model, self.models)), strength)
             self.engines[key] = Engine(net, device=self.device, precision=precision)
         return self.engines[key]
 
