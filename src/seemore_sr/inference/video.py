@@ -277,12 +277,17 @@ def plan_video(
         shortfall = _shortfall(inp, vin, pts, len(keys))
         if shortfall:
             raise Refused(f"a truncated or damaged video: {shortfall}")
+        auto = getattr(upscaler, "auto", False)  # denoise "auto": decided once, from the first frames
+        first_segment = cuts[1] if len(cuts) > 1 else len(keys)
+        first = _first_frames(av, src, min(DENOISE_FRAMES, first_segment) if auto else 1)  # one decode for both
         info = {
             "time_base": vin.time_base,
             "rate": vin.average_rate or vin.guessed_rate,
             "width": max(2, round(w * s)) // 2 * 2,
             "height": max(2, round(h * s)) // 2 * 2,
-            "rotation": _rotation(av, src),
+            # the display rotation (degrees, counter-clockwise) of the first frame: the stream's
+            # display matrix, which FFmpeg keeps as side data, not as a metadata tag
+            "rotation": int(getattr(first[0], "rotation", 0) or 0) if first else 0,
             "renumber": renumber,  # frames get 0, 1, 2... in presentation order (AVI: a constant rate)
             "size": (w, h),  # every frame's: a size change mid-stream is refused when met
             "dropped": _dropped(av, vin.codec_context.pix_fmt, codec),  # depth / alpha the output cannot keep
@@ -294,8 +299,8 @@ def plan_video(
     webm_codec = codec.startswith(("libvpx", "libaom", "libsvtav1"))
     container = "mov" if _takes(av, "mov", codec) and not webm_codec else "matroska"
     plan = VideoPlan(src, dst, codec, crf, len(keys), cuts, pts, info=info, container=container)
-    if getattr(upscaler, "auto", False):  # denoise "auto": decided once, from the first frames
-        upscaler = upscaler.decided(_first_frames(av, src, min(DENOISE_FRAMES, plan.span(0)[1])))
+    if auto:
+        upscaler = upscaler.decided([f.to_ndarray(format="rgb24") for f in first])
         plan.info["denoise"] = upscaler.estimate
     plan.key = _fingerprint(upscaler, src, options)
     return plan
@@ -344,29 +349,19 @@ def _dropped(av, pix_fmt: str | None, codec: str) -> str:
     return f"{' and '.join(lost)} of its {pix_fmt} frames not kept (written as 8-bit {kept})"
 
 
-def _first_frames(av, src: Path, n: int) -> list[np.ndarray]:
+def _first_frames(av, src: Path, n: int) -> list:
+    """The first ``n`` decoded frames of ``src`` (fewer if it has fewer; none if they cannot
+    be decoded: a damaged file fails when its segments are decoded, with the frame it fails at)."""
     out = []
     try:
         with av.open(str(src)) as inp:
             for frame in inp.decode(video=0):
-                out.append(frame.to_ndarray(format="rgb24"))
+                out.append(frame)
                 if len(out) >= n:
                     break
     except av.error.FFmpegError:
-        pass  # a damaged file fails when its segments are decoded
+        pass
     return out
-
-
-def _rotation(av, src: Path) -> int:
-    """The display rotation (degrees, counter-clockwise) of the first frame: the stream's
-    display matrix, which FFmpeg keeps as side data, not as a metadata tag."""
-    try:
-        with av.open(str(src)) as inp:
-            for frame in inp.decode(video=0):
-                return int(getattr(frame, "rotation", 0) or 0)
-    except av.error.FFmpegError:
-        pass  # a damaged file fails when its frames are decoded, with the frame it fails at
-    return 0
 
 
 def _segment_frames(av, plan: VideoPlan, k: int) -> Iterator:
@@ -557,10 +552,11 @@ def run_segments(upscaler, plan: VideoPlan, which, progress: Callable[[int, int]
     """Make the segments ``which`` of ``plan`` that are not done yet."""
     # A killed run's half-written segment (a ``.part`` file) stays until the join removes the
     # folder: under torchrun a live rank on another machine may own one (its PID means nothing here).
-    done = sum(plan.span(k)[1] - plan.span(k)[0] for k in range(plan.segments) if plan.sound(k))
+    sound = {k for k in range(plan.segments) if plan.sound(k)}  # each part opened once here
+    done = sum(plan.span(k)[1] - plan.span(k)[0] for k in sound)
     try:
         for k in which:
-            if plan.sound(k):
+            if k in sound:
                 continue
             plan.part(k).unlink(missing_ok=True)  # a damaged or short segment a run left: made again
             report = None if progress is None else lambda n, base=done: progress(base + n, plan.frames)
