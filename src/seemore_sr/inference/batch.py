@@ -379,14 +379,14 @@ class _Batch:
     say: Callable[[str], None] | None = None  # where one-line messages go: the bar's write, else log
 
     def __post_init__(self) -> None:
-        self.codec = self.video_options.get("codec")  # the one asked for; each video gets its container's
         self.say = self.say or self.log
 
-    def video_dst(self, src: Path) -> Path:
-        """Where a video goes, its container and encoder decided before any compute (video.output_for)."""
+    def video_out(self, src: Path) -> tuple[Path, dict]:
+        """Where a video goes and its encoding options, its container and encoder decided
+        before any compute (video.output_for: the codec asked for, else its container's)."""
         dst = self.outdir / (self.name or Path(self.subdirs.get(src, Path()), f"{src.stem}{self.suffix}{src.suffix}"))
-        dst, self.video_options["codec"] = output_for(src, dst, self.codec)  # the codec of the video in hand
-        return dst
+        dst, codec = output_for(src, dst, self.video_options.get("codec"))
+        return dst, {**self.video_options, "codec": codec}
 
     def frame_check(self, size: tuple[int, int]) -> None:
         """A video's frames meet the images' limits before any is decoded."""
@@ -410,14 +410,14 @@ class _Batch:
             run_segments(self.upscaler, plan, [k])
 
     def video(self, src: Path, bar) -> None:
-        dst = self.video_dst(src)
+        dst, options = self.video_out(src)
         if not _output_free(src, dst, self.inputs, self.existing):
             self.summary.skipped.append(src)
             return
         with _frames_bar(bar) as report, _not_written_meanwhile(dst):
             plan = upscale_video(
                 self.upscaler, src, dst, replace=self.existing == "overwrite", progress=report,
-                check_frame=self.frame_check, **self.video_options,
+                check_frame=self.frame_check, **options,
             )  # fmt: skip
         if self.report_done:
             self.log(f"done: {shown(src)} -> {shown(plan.dst)}")
@@ -539,11 +539,11 @@ def _shared_work(job: _Batch, files: list[Path]) -> list:
             work.append(src)
             continue
         try:
-            dst = job.video_dst(src)
+            dst, options = job.video_out(src)
             if not _output_free(src, dst, job.inputs, job.existing):
                 work.append(("skip", src, None))
                 continue
-            plan = plan_video(job.upscaler, src, dst, check_frame=job.frame_check, **job.video_options)
+            plan = plan_video(job.upscaler, src, dst, check_frame=job.frame_check, **options)
         except (ValueError, OSError) as e:
             work.append(("fail", src, e))
             continue
