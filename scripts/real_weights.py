@@ -50,14 +50,11 @@ def _label(method: str, denoise: str | None) -> str:
 
 
 def presets(scale: int, methods: list[str], denoise: str | None, only: list[str]) -> None:
-    import torch
-
     from seemore_sr import load_model
     from seemore_sr.data.degrade import PRESETS
     from seemore_sr.evaluation.evaluate import evaluate
     from seemore_sr.inference.upscaler import Upscaler
 
-    torch.set_num_threads(torch.get_num_threads())
     data = [BENCH / d for d in DATASETS]
     path = Path(str(PRESETS_JSON).format(scale=scale))
     out = _load(path)
@@ -70,11 +67,12 @@ def presets(scale: int, methods: list[str], denoise: str | None, only: list[str]
             runner = Upscaler(load_model(method), mirror=0)
         label = _label(method, denoise)
         entry = out.setdefault(f"x{scale}", {}).setdefault(label, {})
+        strengths: list[float] = []  # denoise "auto": the strength each image of a preset got
+        if denoise == "auto":
+            _record(runner, strengths)
         for preset in only or PRESETS:
             t = time.perf_counter()
-            strengths: list[float] = []
-            if denoise == "auto":  # the strength each image got
-                _record(runner, strengths)
+            strengths.clear()
             res = evaluate(runner, data, scale, progress=False, degrade=preset, log=lambda m: None)
             entry[preset] = {r.name: r.summary()["psnr"] for r in res}
             if strengths:
