@@ -3,15 +3,14 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 GOLDEN = SHARED / "reference" / "golden"
 BENCH = SHARED / "data" / "benchmark"
-
-
-DATA_NAMES = {"GOLDEN", "BENCH", "SHARED", "GOLDEN_FILES"}
 
 
 def load_script(name: str) -> ModuleType:
@@ -33,36 +32,39 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"tests need ../shared beside the repository ({SHARED} not found)", returncode=1)
 
 
-def _names(fn) -> set[str]:
-    return set(getattr(getattr(fn, "__code__", None), "co_names", ()))
-
-
-def _reads_data(item: pytest.Item) -> bool:
-    """Whether a test names the shared data: itself, through a function of its module, or
-    through a fixture it uses."""
-    fn = getattr(item, "function", None)
-    if fn is None:
-        return False
-    names = _names(fn)
-    module = vars(item.module)
-    for name in list(names):
-        names |= _names(module.get(name))
-    for defs in item._fixtureinfo.name2fixturedefs.values():
-        for d in defs:
-            names |= _names(d.func)
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    from_shared = any(isinstance(v, Path) and SHARED in v.parents for v in params.values())
-    return from_shared or bool(names & DATA_NAMES)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without ../shared, the tests that read it are skipped (with the reason); the others run."""
+    """Without ../shared, the tests marked ``shared`` (they read the golden vectors or the
+    benchmark images) are skipped with the reason; the others run."""
     if _have_data():
         return
     skip = pytest.mark.skip(reason=f"needs the shared test data ({SHARED} not found)")
     for item in items:
-        if _reads_data(item):
+        if item.get_closest_marker("shared"):
             item.add_marker(skip)
+
+
+_BANDS = {"L": (), "LA": (2,), "RGB": (3,), "RGBA": (4,)}
+
+
+def write_image(path: Path, size=(40, 44), mode: str = "RGB", *, seed: int = 0, **save) -> Path:
+    """A random-noise image of ``size`` (width, height, as Pillow's) and ``mode`` (L, LA, RGB,
+    RGBA) at ``path``, its folders made; ``save`` goes to ``Image.save`` (``quality=95``...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], *_BANDS[mode]), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, **save)
+    return path
+
+
+@pytest.fixture
+def random_images():
+    """``random_images(folder, n, size=(w, h), mode="RGB", name="{i}.png", **save)`` writes
+    ``n`` random-noise images (image ``i`` from seed ``seed + i``) and returns their paths."""
+
+    def write(folder: Path, n: int = 1, size=(40, 44), mode="RGB", *, name="{i}.png", seed=0, **save):
+        return [write_image(Path(folder) / name.format(i=i), size, mode, seed=seed + i, **save) for i in range(n)]
+
+    return write
 
 
 @pytest.fixture(scope="module")

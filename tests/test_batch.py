@@ -15,6 +15,8 @@ from PIL import Image
 from seemore_sr.cli import main
 from seemore_sr.inference.batch import collect_inputs, upscale_files
 
+from .conftest import write_image
+
 
 class Twice:
     def __init__(self, fail_on=None, during=None):
@@ -30,11 +32,7 @@ class Twice:
 
 
 def png(path, size=(12, 10), mode="RGB"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    shape = (size[1], size[0]) + ((len(mode),) if len(mode) > 1 else ())
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-    return path
+    return write_image(path, size, mode)
 
 
 def bomb(path, w=100_000, h=100_000):

@@ -22,6 +22,7 @@ def test_bundled_weights_ship_with_provenance():
         assert model.provenance["iterations"] > 0 and "train" in model.provenance["dataset"]
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_bundled_weights_beat_bicubic_on_set5(scale):

@@ -10,10 +10,8 @@ import shutil
 import signal
 import time
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from .conftest import load_script
 
@@ -107,16 +105,13 @@ def test_extend_passes_its_ranks_on(campaign):
 
 
 @pytest.fixture
-def real_branch(campaign, tmp_path, monkeypatch):
+def real_branch(campaign, tmp_path, monkeypatch, random_images):
     """The campaign with its real recipe and trainer (torchrun) and four small noise images."""
     recipe = tmp_path / "campaign" / "recipes" / "cpu-trunk.yaml"
     recipe.parent.mkdir(parents=True)
     shutil.copyfile(campaign.RECIPE, recipe)
     monkeypatch.setattr(campaign, "RECIPE", recipe)
-    rng = np.random.default_rng(0)
-    (tmp_path / "imgs").mkdir()
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    random_images(tmp_path / "imgs", 4, size=(44, 40))
     return campaign
 
 

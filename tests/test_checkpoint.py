@@ -23,6 +23,7 @@ def same_output(model, t):
         return (model(t["input"]) - t["output_eval"]).abs().max().item() <= 1e-4
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize(
     "wrap",
     [
@@ -43,6 +44,7 @@ def test_reads_pickled_layouts(tmp_path, golden_state, wrap):
     assert same_output(model, t)
 
 
+@pytest.mark.shared
 def test_reads_bare_safetensors_and_infers(tmp_path, golden_state):
     sd, t = golden_state
     path = tmp_path / "net.safetensors"
@@ -60,6 +62,7 @@ def test_infers_large_and_rank_growth():
     assert infer_config(sd).lr_space == "double" and infer_config(sd).num_experts == 4
 
 
+@pytest.mark.shared
 def test_overrides(tmp_path, golden_state):
     sd, _ = golden_state
     path = tmp_path / "net.pth"
@@ -80,6 +83,7 @@ def test_roundtrip_our_format(tmp_path):
     assert set(load_file(path)) == set(model.state_dict())  # the authors' tensor names
 
 
+@pytest.mark.shared
 def test_convert_cli(tmp_path, golden_state):
     sd, t = golden_state
     src = tmp_path / "basicsr.pth"
@@ -125,6 +129,7 @@ def test_pickle_needing_code_is_refused(tmp_path, capsys):
     assert "pwned" not in capsys.readouterr().out
 
 
+@pytest.mark.shared
 def test_truncated(tmp_path, golden_state):
     sd, _ = golden_state
     for name, saver in [("a.pth", torch.save), ("a.safetensors", lambda d, p: save_file(d, p))]:
@@ -136,6 +141,7 @@ def test_truncated(tmp_path, golden_state):
             load_model(path)
 
 
+@pytest.mark.shared
 def test_missing_unexpected_and_shapes(tmp_path, golden_state):
     sd, _ = golden_state
     broken = dict(sd)
@@ -168,6 +174,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 def test_profile_cli(capsys):
     assert main(["profile", "seemore-tiny-x4"]) == 0
@@ -191,6 +198,7 @@ def test_profile_latency(capsys):
     assert "ms median over 2 runs on cpu (20x16 input)" in out
 
 
+@pytest.mark.shared
 def test_convert_disk_full_is_one_line(tmp_path, golden_state, capsys, monkeypatch):
     import errno
 

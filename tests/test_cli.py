@@ -42,9 +42,8 @@ def test_threads_option(tmp_path, small_model, capsys):
     assert "--threads: 0: from 1 to" in capsys.readouterr().err.replace("argument ", "")
 
 
-def test_summary_names_the_output_folder_and_jpeg_quality(tmp_path, small_model, capsys):
-    img = tmp_path / "a.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(img, quality=95)
+def test_summary_names_the_output_folder_and_jpeg_quality(tmp_path, small_model, capsys, random_images):
+    (img,) = random_images(tmp_path, size=(30, 24), name="a.jpg", quality=95)
     sizes = {}
     for q in (30, 95):
         out = tmp_path / f"q{q}"
@@ -56,19 +55,16 @@ def test_summary_names_the_output_folder_and_jpeg_quality(tmp_path, small_model,
     assert "--quality 0: must be an integer from 1 to 100" in capsys.readouterr().err
 
 
-def test_eval_takes_the_scale_from_the_model(tmp_path, small_model, capsys):
-    hr = tmp_path / "set" / "HR"
-    hr.mkdir(parents=True)
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(hr / "a.png")
+def test_eval_takes_the_scale_from_the_model(tmp_path, small_model, capsys, random_images):
+    random_images(tmp_path / "set" / "HR", size=(40, 32), name="a.png")
     assert main(["eval", str(small_model), "--data", str(tmp_path / "set"), "--no-progress"]) == 0
     assert "x2 (Y channel, crop 2)" in capsys.readouterr().out
     assert main(["eval", "bicubic", "--data", str(tmp_path / "set"), "--no-progress"]) == 2
     assert "bicubic needs --scale" in capsys.readouterr().err
 
 
-def test_no_progress_bar_escapes_when_stderr_is_not_a_terminal(tmp_path, small_model):
-    img = tmp_path / "big.png"
-    Image.fromarray(np.random.default_rng(2).integers(0, 256, (80, 70, 3), dtype=np.uint8)).save(img)
+def test_no_progress_bar_escapes_when_stderr_is_not_a_terminal(tmp_path, small_model, random_images):
+    (img,) = random_images(tmp_path, size=(70, 80), name="big.png")
     code = (
         "import sys\nfrom seemore_sr.cli import main\n"
         f"sys.exit(main(['upscale', {str(img)!r}, '-o', {str(tmp_path / 'o')!r}, '--model', {str(small_model)!r},"

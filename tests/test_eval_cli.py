@@ -1,7 +1,6 @@
 import csv
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,16 +12,13 @@ from seemore_sr.evaluation.evaluate import paper_numbers
 from .conftest import BENCH, ROOT, SHARED
 
 
-def test_eval_cli_outputs(tmp_path, capsys):
+def test_eval_cli_outputs(tmp_path, capsys, random_images):
     torch.manual_seed(0)
     model = tmp_path / "m.safetensors"
     save_model(create_model("seemore-tiny-x3", num_layers=1, embedding_dim=8), model)
     data = tmp_path / "Mini" / "HR"
-    data.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (50, 47, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    Image.fromarray(rng.integers(0, 256, (50, 47), dtype=np.uint8)).save(data / "gray.png")
+    random_images(data, 2, size=(47, 50))
+    random_images(data, size=(47, 50), mode="L", name="gray.png")
     js, cs, imgs = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "imgs"
     args = ["eval", str(model), "--data", str(tmp_path / "Mini"), "--scale", "3", "--no-progress"]
     rc = main([*args, "--json", str(js), "--csv", str(cs), "--save-images", str(imgs)])
@@ -34,7 +30,7 @@ def test_eval_cli_outputs(tmp_path, capsys):
     assert Image.open(imgs / "Mini" / "gray.png").mode == "L"  # gray stays gray
     assert Image.open(imgs / "Mini" / "0.png").size == (45, 48)  # cropped to a multiple of 3
     # an image too small for the protocol is a per-file error, not a NaN for the whole set
-    Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).save(data / "tiny.png")
+    random_images(data, size=(5, 5), name="tiny.png")
     assert main([*args, "--json", str(js)]) == 1
     assert "tiny.png" in capsys.readouterr().err and "too small to evaluate" not in js.read_text()
     out2 = json.loads(js.read_text())
@@ -44,6 +40,7 @@ def test_eval_cli_outputs(tmp_path, capsys):
     assert "x3 model" in capsys.readouterr().err
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 def test_eval_bicubic_compare_paper(capsys, tmp_path):
     """Bicubic x2 on Set5 through the CLI reproduces the paper's row (x3 and x4: test_imresize_metrics)."""
@@ -55,6 +52,7 @@ def test_eval_bicubic_compare_paper(capsys, tmp_path):
     assert got["images"] == 5 and abs(got["psnr"] - paper["psnr"]) <= 0.02 and abs(got["ssim"] - paper["ssim"]) <= 0.002
 
 
+@pytest.mark.shared
 def test_paper_table_ships_with_the_package():
     from seemore_sr.evaluation.evaluate import PAPER_CSV
 

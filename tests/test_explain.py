@@ -14,6 +14,7 @@ from seemore_sr.cli import main
 from .conftest import BENCH, GOLDEN
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("name", ["tiny_x4", "base_x2"])
 def test_golden_routing_reproduced(name):
     t = load_file(GOLDEN / f"{name}.safetensors")
@@ -49,6 +50,7 @@ def test_counts_agree_with_the_models_own_routing_and_topk():
     assert routing_counts(model, choices).sum() == 4 * 3 * 2  # images x layers x topk
 
 
+@pytest.mark.shared
 def test_capture_and_figures(tmp_path):
     model = load_model(GOLDEN / "tiny_x4.safetensors")
     lr = np.asarray(Image.open(BENCH / "Set5" / "LR_bicubic" / "X4" / "birdx4.png").convert("RGB"))
@@ -71,15 +73,12 @@ def test_capture_and_figures(tmp_path):
         assert im.format == "PNG" and im.size == (int((1.2 + 0.9 * 6) * 110), int(4.2 * 110))
 
 
-def test_explain_cli(tmp_path, capsys):
+@pytest.mark.shared
+def test_explain_cli(tmp_path, capsys, random_images):
     data = tmp_path / "set" / "HR"
-    data.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    Image.fromarray(rng.integers(0, 256, (40, 36), dtype=np.uint8)).save(data / "gray.png")
-    img = tmp_path / "photo.png"
-    Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(img)
+    random_images(data, 3, size=(36, 40))
+    random_images(data, size=(36, 40), mode="L", name="gray.png")
+    (img,) = random_images(tmp_path, size=(30, 24), name="photo.png")
     out = tmp_path / "out"
     model = str(GOLDEN / "tiny_x4.safetensors")
     assert main(["explain", model, str(img), "--data", str(tmp_path / "set"), "--out", str(out)]) == 0

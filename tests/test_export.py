@@ -12,6 +12,7 @@ from .conftest import GOLDEN
 ort = pytest.importorskip("onnxruntime")  # installed by .ci/run (the onnx extra)
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 def test_export_routes_per_image_and_any_size(tmp_path):
     path = GOLDEN / "tiny_x4.safetensors"
@@ -31,6 +32,7 @@ def test_export_routes_per_image_and_any_size(tmp_path):
     assert y.shape == ref.shape and np.abs(y - ref).max() <= 1e-4
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 def test_upscaler_onnx_backend():
     from seemore_sr import Upscaler
@@ -68,6 +70,7 @@ def test_onnx_graph_cached_by_weights(tmp_path, monkeypatch):
     assert torch.allclose(export.onnx_runner(model)(x), first, atol=1e-6) and len(calls) == 3
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("name", ["tiny_x4.safetensors", "base_x2.safetensors", "large_x3.safetensors"])
 def test_folded_forms_give_the_authors_outputs(name):
     """The folded network (no shuffle or splits, norm affines folded, the experts as one

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from .conftest import write_image
+
 
 def run(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "seemore_sr", *map(str, args)], capture_output=True, text=True,
@@ -17,9 +19,7 @@ def run(*args, env=None) -> subprocess.CompletedProcess:
 
 
 def photo(path: Path, size=(24, 20), **save) -> Path:
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, **save)
-    return path
+    return write_image(path, size, **save)
 
 
 def test_o_with_an_image_extension_writes_that_file(tmp_path, small_model):

@@ -107,9 +107,8 @@ def test_output_too_big_for_memory_fails_that_file_alone(tmp_path, small_model, 
 
 def test_decompression_bomb_in_eval_data_fails_alone(tmp_path, small_model, capsys):
     hr = tmp_path / "set" / "HR"
-    hr.mkdir(parents=True)
     bomb(hr / "bomb.png")
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(hr / "good.png")
+    png(hr / "good.png", (40, 32))
     with pytest.raises(ImageError, match=r"bomb\.png: too many pixels"):
         read_image(hr / "bomb.png")
     assert main(["eval", str(small_model), "--data", str(tmp_path / "set"), "--no-progress"]) == 1
@@ -136,7 +135,7 @@ def test_float_tiff_read_by_its_range(tmp_path, small_model, capsys):
     assert "values from" in capsys.readouterr().err and not (out / "g.tif").exists()
 
 
-def test_train_into_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeypatch):
+def test_train_into_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeypatch, random_images):
     """A read-only --run folder raised a bare OSError (and a full disk a SafetensorError)."""
     import errno
 
@@ -147,10 +146,7 @@ def test_train_into_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeyp
 
         monkeypatch.setattr("seemore_sr.training.trainer.Path.write_text", refuse)
     folder = tmp_path / "hr"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    random_images(folder, 2, size=(40, 40))
     run = tmp_path / "run"
     run.mkdir()
     run.chmod(0o500)

@@ -12,6 +12,7 @@ from .conftest import BENCH
 SET5 = sorted((BENCH / "Set5" / "HR").glob("*.png"))
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("path", SET5, ids=lambda p: p.stem)
 def test_matlab_bicubic_bit_exact(path, scale):
@@ -63,6 +64,7 @@ def test_torch_metrics_agree_with_reference():
     assert abs(psnr_torch(g(sr), g(hr))[0].item() - psnr(sr[0, ..., 0], hr[0, ..., 0])) < 1e-6
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("scale", [3, 4])  # x2: test_eval_bicubic_compare_paper, through the CLI
 @pytest.mark.slow
 def test_bicubic_baseline_reproduces_paper_set5(scale):
@@ -74,12 +76,10 @@ def test_bicubic_baseline_reproduces_paper_set5(scale):
     assert abs(s["ssim"] - paper["ssim"]) <= 0.002
 
 
-def test_eval_reports_problems_and_continues(tmp_path):
+def test_eval_reports_problems_and_continues(tmp_path, random_images):
     good = tmp_path / "good" / "HR"
-    good.mkdir(parents=True)
-    img = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
-    Image.fromarray(img).save(good / "a.png")
-    Image.fromarray(img[:1, :1]).save(good / "tiny.png")  # smaller than the scale
+    random_images(good, size=(20, 24), name="a.png")
+    random_images(good, size=(1, 1), name="tiny.png")  # smaller than the scale
     (good / "broken.png").write_bytes(b"\x89PNG not really")
     (tmp_path / "empty").mkdir()
     msgs = []

@@ -50,6 +50,7 @@ def test_the_bundled_weights_keep_flat_colours_flat():
     assert Upscaler("seemore-tiny-x2", device="cpu").engine.mirror == "auto"
 
 
+@pytest.mark.shared
 def test_auto_mirrors_the_flat_sides_only():
     model = load_model(GOLDEN / "tiny_x4.safetensors")
     eng = Engine(model, device="cpu")  # mirror="auto"
@@ -72,6 +73,7 @@ def test_auto_mirrors_the_flat_sides_only():
     assert eng.frame(x) == (0, 0, 0, 0)
 
 
+@pytest.mark.shared
 def test_mirror_is_the_network_on_the_mirrored_image_cropped():
     model = load_model(GOLDEN / "tiny_x4.safetensors")
     x = torch.rand(1, 3, 37, 45)

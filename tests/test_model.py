@@ -19,6 +19,7 @@ def tiny_cfg(**kw) -> SeemoReConfig:
     return SeemoReConfig(**{**base, **kw})
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_golden_eval_and_train(path):
     t = load_file(path)
@@ -33,6 +34,7 @@ def test_golden_eval_and_train(path):
     assert (out - t["output_train"]).abs().max() <= 1e-4
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_golden_routing(path):
     t = load_file(path)
@@ -204,6 +206,7 @@ def test_registry():
     assert m.config.num_experts == 4 and m.config.scale == 3 and not m.training
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_optimize_is_exact(path):
     from seemore_sr import optimize
@@ -242,6 +245,7 @@ def test_fast_layer_norm_matches_torch(affine):
     assert (out[0, 0, :4] == (b if affine else 0)).all()
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
 def test_cuda_graph_module_runs_the_dense_network_exactly(path):
     # CudaGraphed (optimize's GPU path) runs the folded network dense so the graph is static;

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from .conftest import write_image
 from .test_video import audio_packets, frames, make_clip
 
 av = pytest.importorskip("av")
@@ -22,10 +22,8 @@ def run(args, **kw):
 @pytest.mark.slow
 def test_two_ranks_give_the_one_process_bytes(tmp_path, small_model):
     inputs = tmp_path / "in"
-    inputs.mkdir()
-    rng = np.random.default_rng(0)
     for i in range(5):
-        Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(inputs / f"img{i}.png")
+        write_image(inputs / f"img{i}.png", (24, 20 + i), seed=i)
     make_clip(inputs / "clip.mp4", pts=range(8), gop=2)  # 4 segments of 2 frames: the ranks share them
     common = ["upscale", str(inputs), "--video-segment", "2", "-o"]
     one = run([sys.executable, "-m", "seemore_sr", *common, str(tmp_path / "one"), "--model", str(small_model)])

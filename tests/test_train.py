@@ -17,17 +17,15 @@ from seemore_sr.cli import main
 from seemore_sr.training.config import PIXEL_LOSSES, ConfigError, load_config
 from seemore_sr.training.trainer import TrainingError, lr_at, schedule_lr, sr_loss, train
 
-from .conftest import ROOT
+from .conftest import ROOT, write_image
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
     for sub, n in (("train", 4), ("val/HR", 2)):
-        (d / sub).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (52, 56, 3), dtype=np.uint8)).save(d / sub / f"{i}.png")
+            write_image(d / sub / f"{i}.png", (56, 52), seed=i)
     return d
 
 
@@ -343,7 +341,7 @@ def test_device_train_script_continues_the_trunk(tmp_path, data):
 
 
 @pytest.mark.slow
-def test_device_train_script_makes_the_branches(tmp_path):
+def test_device_train_script_makes_the_branches(tmp_path, random_images):
     """With COOL_S, scripts/device_train.sh also cools x2 from the trunk's new state and fine-tunes
     x3 and x4 from the cooled weights, each packed as a tar of its run folder (weights, log)."""
     import tarfile
@@ -351,9 +349,7 @@ def test_device_train_script_makes_the_branches(tmp_path):
     from seemore_sr import load_model
 
     big = tmp_path / "big"  # x4 needs HR of 4 x 16px (the smallest patch)
-    big.mkdir()
-    for i in range(3):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (72, 76, 3), dtype=np.uint8)).save(big / f"{i}.png")
+    random_images(big, 3, size=(76, 72))
     run = tmp_path / "campaign" / "trunk"
     trunk = ["data.patch_size=16", "train.batch_size=2", "train.threads=1", f"data.train=[{big}]",
              "data.val=null", "model.init_from=null"]  # fmt: skip

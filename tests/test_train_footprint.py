@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from seemore_sr.data.paired import PairedImages
 from seemore_sr.training.config import ConfigError, load_config
@@ -15,12 +14,9 @@ from seemore_sr.training.trainer import train
 from .test_train import data, sets  # noqa: F401 - the module's data fixture
 
 
-def test_decoded_images_cached_by_content(tmp_path):
+def test_decoded_images_cached_by_content(tmp_path, random_images):
     folder = tmp_path / "hr"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    random_images(folder, 3, size=(44, 40))
     cache = tmp_path / "cache"
     first = PairedImages([folder], 2, 8, cache=cache)
     again = PairedImages([folder], 2, 8, cache=cache)
@@ -28,7 +24,7 @@ def test_decoded_images_cached_by_content(tmp_path):
     for a, b in zip(first.pairs, again.pairs, strict=True):
         assert np.array_equal(a.hr, b.hr) and np.array_equal(a.lr, b.lr)
     # a changed file gets a new entry; a damaged entry is rebuilt, not trusted
-    Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(folder / "0.png")
+    random_images(folder, size=(44, 40), name="0.png", seed=7)
     for entry in cache.glob("*.npz"):
         entry.write_bytes(b"damaged")
     third = PairedImages([folder], 2, 8, cache=cache)

@@ -15,7 +15,7 @@ from seemore_sr.evaluation.metrics import psnr
 from seemore_sr.inference.tiling import tile_steps, tiled_forward
 from seemore_sr.inference.upscaler import Upscaler, upscale
 
-from .conftest import BENCH, GOLDEN
+from .conftest import BENCH, GOLDEN, write_image
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def up(small_model):
     return Upscaler(small_model, device="cpu", tile=0)
 
 
+@pytest.mark.shared
 def test_tiled_equals_untiled_on_real_photo():
     model = load_model(GOLDEN / "tiny_x4.safetensors")  # the authors' architecture, every weight active
     img = np.asarray(Image.open(BENCH / "B100" / "HR" / sorted(os.listdir(BENCH / "B100" / "HR"))[0]))[:96, :120]
@@ -39,6 +40,7 @@ def test_tiled_equals_untiled_on_real_photo():
     assert (naive - whole).abs().max() > (tiled - whole).abs().max()  # the test can tell the difference
 
 
+@pytest.mark.shared
 def test_tiles_spill_to_disk_and_odd_sizes_stay_exact():
     model = load_model(GOLDEN / "tiny_x4.safetensors")
     x = torch.rand(1, 3, 45, 70)  # sides not multiples of the 16-pixel pooling
@@ -176,6 +178,7 @@ def test_fp16_overflow_falls_back_to_fp32(small_model, monkeypatch):
         assert np.array_equal(up(img), ref)
 
 
+@pytest.mark.shared
 def test_bf16_runs_under_autocast_close_to_fp32():
     img = np.asarray(Image.open(BENCH / "Set5" / "HR" / sorted(os.listdir(BENCH / "Set5" / "HR"))[0]))[:48, :64]
     a = Upscaler("seemore-tiny-x2", device="cpu", tile=0)(img)
@@ -195,10 +198,9 @@ def test_upscale_function(small_model):
 
 
 def make_inputs(d):
-    d.mkdir()
-    rng = np.random.default_rng(2)
-    Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)).save(d / "a.png")
-    im = Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8))
+    write_image(d / "a.png", (20, 16))
+    im = Image.open(write_image(d / "b.jpg", (20, 16), seed=1))
+    im.load()
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 on display
     from PIL import ImageCms
@@ -293,12 +295,9 @@ def test_cli_refuses_to_overwrite_input(tmp_path, small_model, capsys):
     assert (src / "a.png").read_bytes() == before
 
 
-def test_interrupted_run_leaves_no_partial_file(tmp_path, small_model):
+def test_interrupted_run_leaves_no_partial_file(tmp_path, small_model, random_images):
     src = tmp_path / "in"
-    src.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(30):
-        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    random_images(src, 30, size=(48, 48), name="{i:02d}.png")
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -343,6 +342,7 @@ def test_version(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.startswith("seemore-sr ")
 
 
+@pytest.mark.shared
 def test_tiles_go_by_area():
     from seemore_sr.inference.tiling import tile_count, tile_shape
 
