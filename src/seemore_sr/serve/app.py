@@ -36,6 +36,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -93,6 +94,163 @@ class _SameSiteOnly:
         return await self.app(scope, receive, send)
 
 
+class _Api:
+    """The API's handlers over one :class:`Jobs` (the routes: the module docstring)."""
+
+    def __init__(self, jobs: Jobs, *, max_bytes: int, max_uploads: int, body_timeout: float) -> None:
+        self.jobs, self.models = jobs, list(jobs.models)
+        self.max_bytes, self.max_uploads, self.body_timeout = max_bytes, max_uploads, body_timeout
+        self.uploads = 0  # open upload bodies (the event loop's thread only)
+
+    def routes(self) -> list[Route]:
+        job = self._with_job
+        return [
+            Route("/api/config", self.config),
+            Route("/api/jobs", self.submit, methods=["POST"]),
+            Route("/api/jobs/{job}", job(self.status), methods=["GET"]),
+            Route("/api/jobs/{job}", job(self.delete), methods=["DELETE"]),
+            Route("/api/jobs/{job}/events", job(self.events)),
+            Route("/api/jobs/{job}/result", job(self.result)),
+            Route("/api/jobs/{job}/preview/{which}", job(self.preview)),
+            Route("/api/jobs/{job}/cancel", job(self.cancel), methods=["POST"]),
+        ]
+
+    async def config(self, request: Request) -> Response:
+        models = [
+            {"name": m, "scale": self.jobs.models[m].config.scale, "denoise": denoise_pair(m, self.models) is not None}
+            for m in self.models
+        ]
+        return JSONResponse(
+            {
+                "models": models,
+                "precisions": list(PRECISIONS),
+                "tiles": TILES,
+                "formats": ["", "png", "jpg", "webp", "tiff"],
+                "max_bytes": self.max_bytes,
+                "max_pixels": self.jobs.max_pixels,
+                "max_queue": self.jobs.max_queue,
+            }
+        )
+
+    async def submit(self, request: Request) -> Response:
+        """A new job: its settings checked, its body stored, then queued (202 with its view)."""
+        query = dict(request.query_params)
+        if self.uploads >= self.max_uploads:
+            return _error(503, f"{self.uploads} uploads are open already; try again in a moment")
+        try:
+            settings = Settings.parse(query, self.models)
+            length = int(request.headers.get("content-length") or 0)
+            if length > self.max_bytes:
+                return _error(
+                    413, f"the file is {length / 2**20:.1f} MB, over this server's {_mb(self.max_bytes)} limit"
+                )
+            job = self.jobs.new(query.get("name", ""), settings)
+        except Busy as e:
+            return _error(503, str(e))
+        except ValueError as e:
+            return _error(400, str(e))
+        refused = await self._store(request, job)
+        if refused is not None:
+            return refused
+        try:
+            await run_in_threadpool(self.jobs.submit, job)  # a refused job is discarded there
+        except Busy as e:
+            return _error(503, str(e))
+        except ValueError as e:
+            return _error(400, f"{job.name}: {e}")
+        return JSONResponse({"id": job.id, **job.view(self.jobs.position(job))}, status_code=202)
+
+    async def _store(self, request: Request, job: Job) -> Response | None:
+        """The upload's body into the job's file; on any failure the job is dropped (with its
+        file) and the error answer returned."""
+        self.uploads += 1
+        try:
+            await _receive(request, job.src, self.max_bytes, self.body_timeout)
+            return None
+        except _TooLarge as e:
+            self.jobs.discard(job)
+            return _error(413, f"{job.name}: {e}")
+        except (asyncio.TimeoutError, ClientDisconnect) as e:
+            self.jobs.discard(job)
+            why = "stalled" if isinstance(e, asyncio.TimeoutError) else "was cut off by the client"
+            print(f"seemore serve: upload of {job.name} {why}; dropped", file=sys.stderr)
+            return _error(408 if isinstance(e, asyncio.TimeoutError) else 400, f"{job.name}: the upload {why}")
+        except OSError as e:  # a full or vanished temporary folder
+            self.jobs.discard(job)
+            return _error(507, f"{job.name}: the server could not store the file ({e.strerror or e})")
+        except BaseException:
+            self.jobs.discard(job)
+            raise
+        finally:
+            self.uploads -= 1
+
+    def _with_job(self, handler):
+        """A route on ``/api/jobs/{job}``: the job looked up, or 404."""
+
+        async def route(request: Request) -> Response:
+            job = self.jobs.get(request.path_params["job"])
+            if job is None:
+                return _error(404, "no such job (finished results are kept for a while, then removed)")
+            return await handler(request, job)
+
+        return route
+
+    async def status(self, request: Request, job: Job) -> Response:
+        return JSONResponse(job.view(self.jobs.position(job)))
+
+    async def events(self, request: Request, job: Job) -> Response:
+        return StreamingResponse(
+            self._stream(job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def _stream(self, job: Job):
+        """The job's view as server-sent events, each change once, until the job is over; the
+        job counts as watched while the stream is open."""
+        job.watchers += 1
+        try:
+            last = None
+            while True:
+                job.seen = time.monotonic()
+                over = job.over  # read before the view: the last event sent is the job's final state
+                view = job.view(self.jobs.position(job))
+                if view != last:
+                    yield f"data: {json.dumps(view)}\n\n"
+                    last = view
+                if over:
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            job.watchers -= 1
+
+    async def result(self, request: Request, job: Job) -> Response:
+        if job.state != "done" or job.result is None:
+            return _error(409, f"the job is {job.state}, there is no result")
+        return FileResponse(str(job.result), filename=job.result.name)
+
+    async def preview(self, request: Request, job: Job) -> Response:
+        path = job.preview.get(request.path_params["which"])
+        if job.state != "done" or path is None:
+            return _error(404, "no preview for this job")
+        return FileResponse(str(path))
+
+    async def cancel(self, request: Request, job: Job) -> Response:
+        self.jobs.cancel(job)
+        return JSONResponse(job.view())
+
+    async def delete(self, request: Request, job: Job) -> Response:
+        self.jobs.discard(job)
+        return Response(status_code=204)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error(getattr(exc, "status_code", 404), getattr(exc, "detail", None) or "not found")
+
+
+async def _failed(request: Request, exc: Exception) -> Response:
+    print(f"seemore serve: {request.method} {request.url.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
 def create_app(
     jobs: Jobs,
     *,
@@ -105,142 +263,11 @@ def create_app(
     """The web app over ``jobs``. ``close_jobs``: the app closes ``jobs`` (stops the worker,
     removes every file) when the server shuts down; else the caller does. ``hosts``: the
     host names it answers to (module docstring)."""
-    uploads = 0  # open upload bodies (the event loop's thread only)
     static = resources.files("seemore_sr.serve") / "static"
-    models = list(jobs.models)
+    api = _Api(jobs, max_bytes=max_bytes, max_uploads=max_uploads, body_timeout=body_timeout)
 
     async def index(request: Request) -> Response:
         return FileResponse(str(static / "index.html"), headers={"Cache-Control": "no-cache"})
-
-    async def config(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "models": [
-                    {"name": m, "scale": jobs.models[m].config.scale, "denoise": denoise_pair(m, models) is not None}
-                    for m in models
-                ],
-                "precisions": list(PRECISIONS),
-                "tiles": TILES,
-                "formats": ["", "png", "jpg", "webp", "tiff"],
-                "max_bytes": max_bytes,
-                "max_pixels": jobs.max_pixels,
-                "max_queue": jobs.max_queue,
-            }
-        )
-
-    async def submit(request: Request) -> Response:
-        nonlocal uploads
-        query = dict(request.query_params)
-        if uploads >= max_uploads:
-            return _error(503, f"{uploads} uploads are open already; try again in a moment")
-        try:
-            settings = Settings.parse(query, models)
-            length = int(request.headers.get("content-length") or 0)
-            if length > max_bytes:
-                return _error(413, f"the file is {length / 2**20:.1f} MB, over this server's {_mb(max_bytes)} limit")
-            job = jobs.new(query.get("name", ""), settings)
-        except Busy as e:
-            return _error(503, str(e))
-        except ValueError as e:
-            return _error(400, str(e))
-        uploads += 1
-        try:
-            await _receive(request, job.src, max_bytes, body_timeout)
-        except _TooLarge as e:
-            jobs.discard(job)
-            return _error(413, f"{job.name}: {e}")
-        except (asyncio.TimeoutError, ClientDisconnect) as e:
-            jobs.discard(job)
-            why = "stalled" if isinstance(e, asyncio.TimeoutError) else "was cut off by the client"
-            print(f"seemore serve: upload of {job.name} {why}; dropped", file=sys.stderr)
-            return _error(408 if isinstance(e, asyncio.TimeoutError) else 400, f"{job.name}: the upload {why}")
-        except OSError as e:  # a full or vanished temporary folder
-            jobs.discard(job)
-            return _error(507, f"{job.name}: the server could not store the file ({e.strerror or e})")
-        except BaseException:
-            jobs.discard(job)
-            raise
-        finally:
-            uploads -= 1
-        try:
-            await run_in_threadpool(jobs.submit, job)  # a refused job is discarded there
-        except Busy as e:
-            return _error(503, str(e))
-        except ValueError as e:
-            return _error(400, f"{job.name}: {e}")
-        return JSONResponse({"id": job.id, **job.view(jobs.position(job))}, status_code=202)
-
-    def with_job(handler):
-        """A route on ``/api/jobs/{job}``: the job looked up, or 404."""
-
-        async def route(request: Request) -> Response:
-            job = jobs.get(request.path_params["job"])
-            if job is None:
-                return _error(404, "no such job (finished results are kept for a while, then removed)")
-            return await handler(request, job)
-
-        return route
-
-    @with_job
-    async def status(request: Request, job: Job) -> Response:
-        return JSONResponse(job.view(jobs.position(job)))
-
-    @with_job
-    async def events(request: Request, job: Job) -> Response:
-        async def stream():
-            job.watchers += 1
-            try:
-                last = None
-                while True:
-                    job.seen = time.monotonic()
-                    over = job.over  # read before the view: the last event sent is the job's final state
-                    view = job.view(jobs.position(job))
-                    if view != last:
-                        yield f"data: {json.dumps(view)}\n\n"
-                        last = view
-                    if over:
-                        return
-                    await asyncio.sleep(0.1)
-            finally:
-                job.watchers -= 1
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    @with_job
-    async def result(request: Request, job: Job) -> Response:
-        if job.state != "done" or job.result is None:
-            return _error(409, f"the job is {job.state}, there is no result")
-        return FileResponse(str(job.result), filename=job.result.name)
-
-    @with_job
-    async def preview(request: Request, job: Job) -> Response:
-        path = job.preview.get(request.path_params["which"])
-        if job.state != "done" or path is None:
-            return _error(404, "no preview for this job")
-        return FileResponse(str(path))
-
-    @with_job
-    async def cancel(request: Request, job: Job) -> Response:
-        jobs.cancel(job)
-        return JSONResponse(job.view())
-
-    @with_job
-    async def delete(request: Request, job: Job) -> Response:
-        jobs.discard(job)
-        return Response(status_code=204)
-
-    routes = [
-        Route("/", index),
-        Route("/api/config", config),
-        Route("/api/jobs", submit, methods=["POST"]),
-        Route("/api/jobs/{job}", status, methods=["GET"]),
-        Route("/api/jobs/{job}", delete, methods=["DELETE"]),
-        Route("/api/jobs/{job}/events", events),
-        Route("/api/jobs/{job}/result", result),
-        Route("/api/jobs/{job}/preview/{which}", preview),
-        Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=str(static)), name="static"),
-    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -248,16 +275,9 @@ def create_app(
         if close_jobs:  # here, not after uvicorn.run: uvicorn re-raises SIGTERM once it has stopped
             await run_in_threadpool(jobs.close)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(getattr(exc, "status_code", 404), getattr(exc, "detail", None) or "not found")
-
-    async def failed(request: Request, exc: Exception) -> Response:
-        print(f"seemore serve: {request.method} {request.url.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
-
-    from starlette.exceptions import HTTPException
-
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found, Exception: failed})
+    routes = [Route("/", index), *api.routes(), Mount("/static", StaticFiles(directory=str(static)), name="static")]
+    handlers = {HTTPException: _not_found, Exception: _failed}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     return _SameSiteOnly(app, hosts)
 
 
