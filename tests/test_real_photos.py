@@ -17,6 +17,8 @@ from seemore_sr.data.degrade import PRESETS, DegradeConfig, add_noise, degrade_l
 from seemore_sr.data.imresize import imresize
 from seemore_sr.inference.denoise import blend_state, blockiness, estimate, jpeg_quality, noise_sigma
 
+from .conftest import load_script
+
 
 def _photo(h: int = 96, w: int = 96, seed: int = 0) -> np.ndarray:
     """A smooth, photo-like uint8 image: gradients and soft discs, no noise of its own."""
@@ -337,3 +339,29 @@ def test_video_auto_strength_is_decided_once_from_the_first_frames(weights_pair,
     assert "noisy.mkv: denoise 1.0 (auto" in text and "from its first frames" in text
     with av.open(str(tmp_path / "out" / "noisy.mkv")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 12
+
+
+def test_calibration_finds_the_ramps_the_psnr_follows():
+    """scripts/calibrate_denoise.py: samples whose best strength follows known ramps (noise 2
+    to 6, blockiness 1.04 to 1.10, quality 95 to 70) give those ramps back."""
+    cal = load_script("calibrate_denoise")
+    rng = np.random.default_rng(0)
+    truth = {"quality": (95.0, 70.0), "blockiness": (1.04, 1.1), "noise": (2.0, 6.0)}
+    rows = []
+    for kind in ("clean", "jpeg", "noise", "mixed"):
+        for _ in range(60):
+            q = int(rng.integers(40, 100)) if kind in ("jpeg", "mixed") else None
+            block = 1.0 + (100 - q) / 400 if q else float(rng.uniform(0.99, 1.02))
+            noise = float(rng.uniform(0, 12)) if kind in ("noise", "mixed") else float(rng.uniform(0.5, 1.5))
+            best = max(cal.ramp(noise, truth["noise"]), cal.ramp(q, truth["quality"]) if q else 0.0)
+            if q:  # the pixels' cue agrees with the file's: one best strength for both
+                best = max(best, cal.ramp(block, truth["blockiness"]))
+                block = truth["blockiness"][0] + cal.ramp(q, truth["quality"]) * 0.06
+            psnr = [30 - abs(s - best) for s in cal.STRENGTHS]
+            rows.append({"kind": kind, "quality": q, "blockiness": block, "noise": noise, "psnr": psnr})
+    groups = {f"{k} ({src})": cal.Samples([r for r in rows if r["kind"] == k], file=src == "file")
+              for k in ("clean", "jpeg", "noise", "mixed") for src in ("pixels", "file")}  # fmt: skip
+    fitted = cal.fit(groups)
+    assert cal.objective(groups, fitted) < 0.02 < cal.objective(groups, {**truth, "noise": (6.0, 12.0)})
+    assert fitted["noise"] == pytest.approx(truth["noise"], abs=0.5)
+    assert fitted["quality"] == pytest.approx(truth["quality"], abs=5)
