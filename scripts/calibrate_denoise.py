@@ -133,20 +133,31 @@ def objective(groups: dict[str, Samples], ramps: dict) -> float:
     return float(np.mean([np.mean(v) for v in by_kind.values()]))
 
 
-def fit(groups: dict[str, Samples]) -> dict:
+# The candidates searched: (starts, fulls) of each ramp.
+GRID = {
+    "blockiness": (np.arange(1.0, 1.12, 0.01).round(2), np.arange(1.02, 1.3, 0.02).round(2)),
+    "noise": (np.arange(1.0, 4.0, 0.25), np.arange(3.0, 12.0, 0.5)),
+    "quality": (np.arange(100.0, 70.0, -5), np.arange(90.0, 40.0, -5)),
+}
+
+
+def fit(groups: dict[str, Samples], grid: dict = GRID) -> dict:
     """The ramps with the least :func:`objective`: blockiness and noise searched together
     (the quality ramp held at a middle value), then the quality ramp."""
     ramps = {"quality": (100.0, 80.0)}
-    pairs = lambda lo, hi: [(a, b) for a in lo for b in hi if b > a + 1e-6]  # noqa: E731
-    grid = itertools.product(
-        pairs(np.arange(1.0, 1.12, 0.01).round(2), np.arange(1.02, 1.3, 0.02).round(2)),
-        pairs(np.arange(1.0, 4.0, 0.25), np.arange(3.0, 12.0, 0.5)),
+
+    def pairs(name):  # rising ramps rise, the quality ramp falls
+        starts, fulls = grid[name]
+        falls = name == "quality"
+        return [(float(a), float(b)) for a in starts for b in fulls if (a - b if falls else b - a) > 1e-6]
+
+    best = min(
+        itertools.product(pairs("blockiness"), pairs("noise")),
+        key=lambda bn: objective(groups, {**ramps, "blockiness": bn[0], "noise": bn[1]}),
     )
-    best = min(grid, key=lambda bn: objective(groups, {**ramps, "blockiness": bn[0], "noise": bn[1]}))
     ramps |= {"blockiness": best[0], "noise": best[1]}
-    quality = [(float(a), float(b)) for a in range(100, 70, -5) for b in range(90, 40, -5) if b < a]
-    ramps["quality"] = min(quality, key=lambda q: objective(groups, {**ramps, "quality": q}))
-    return {k: tuple(float(x) for x in v) for k, v in ramps.items()}
+    ramps["quality"] = min(pairs("quality"), key=lambda q: objective(groups, {**ramps, "quality": q}))
+    return ramps
 
 
 def main() -> None:
