@@ -5,7 +5,8 @@
         (a method's entry is replaced; labels: 'bicubic', the registry name, or 'real' for a
         file); '--denoise auto|S' evaluates the bundled -real name at that strength
     python scripts/real_weights.py ship --scale 4 --run campaign/runs/real-x4
-        the run's weights into the package as seemore-tiny-x4-real, a ledger line
+        if the run's mean PSNR over the presets beats the bundled -real weights' (exit 3
+        when not; --force ships anyway): the weights into the package as seemore-tiny-x4-real, a ledger line
         (campaign/ledger.jsonl, kind "real"), its routing on B100 before and after, and the
         run folder's state dropped (its log, metrics and curves stay); then `readme`
     python scripts/real_weights.py table
@@ -119,8 +120,14 @@ def routing(models: list[str]) -> dict:
     return out
 
 
-def ship(scale: int, run: Path, force: bool) -> None:
-    """The run's weights into the package, when its presets meet the issue's targets (or ``force``)."""
+def _mean(entry: dict) -> float:
+    """Mean PSNR over the table's presets and both datasets."""
+    return sum(entry[p][d] for p in TABLE_PRESETS for d in DATASETS) / (len(TABLE_PRESETS) * len(DATASETS))
+
+
+def ship(scale: int, run: Path, force: bool) -> bool:
+    """The run's weights into the package, when their mean PSNR over the presets beats the
+    bundled -real weights' (or ``force``); False when they were kept out."""
     from safetensors import safe_open
 
     weights = run / "latest.safetensors"
@@ -132,6 +139,12 @@ def ship(scale: int, run: Path, force: bool) -> None:
         p: {d: round(real[p][d] - clean[p][d], 3) for d in DATASETS} for p in TABLE_PRESETS if p in real and p in clean
     }
     print(f"{name}: gain over the clean weights per preset: {gains}")
+    if name in res and not force:
+        new, old = _mean(real), _mean(res[name])
+        print(f"{name}: mean PSNR over the presets {new:.3f} (the run) against {old:.3f} (bundled)")
+        if new <= old:
+            print(f"{name}: kept the bundled weights ({run} is not better)")
+            return False
     with safe_open(str(weights), "pt") as f:
         iters = int(json.loads(f.metadata().get("provenance", "{}")).get("iterations", 0))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -152,6 +165,7 @@ def ship(scale: int, run: Path, force: bool) -> None:
     for p in ("state.pt", "best.safetensors", "latest.safetensors"):
         (run / p).unlink(missing_ok=True)  # the package holds the weights; the run folder keeps its records
     print(f"shipped {name} ({iters} iterations, {cpu_s / 3600:.2f} CPU-hours)")
+    return True
 
 
 def routing_text() -> str:
@@ -229,12 +243,12 @@ def main() -> None:
     p.add_argument("--denoise", help="presets: evaluate the name's denoise blend (auto or a strength)")
     p.add_argument("--only", nargs="+", default=[], help="presets: these presets only")
     p.add_argument("--run", type=Path, help="ship: the finished run folder")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="ship: even when the bundled weights score higher")
     a = p.parse_args()
     if a.command == "presets":
         presets(a.scale, a.method, a.denoise, a.only)
     elif a.command == "ship":
-        ship(a.scale, a.run, a.force)
+        sys.exit(0 if ship(a.scale, a.run, a.force) else 3)
     elif a.command == "table":
         print(table())
     elif a.command == "readme":

@@ -84,3 +84,20 @@ def test_the_real_weights_ship_beside_the_clean_ones():
         assert real.config == clean.config
         differ = [k for k, v in real.state_dict().items() if not v.equal(clean.state_dict()[k])]
         assert len(differ) > 10  # trained apart, not a copy
+
+
+def test_a_real_run_that_scores_lower_is_not_shipped(tmp_path, monkeypatch, capsys):
+    rw = load_script("real_weights")
+    entry = lambda v: {p: {d: v for d in rw.DATASETS} for p in rw.TABLE_PRESETS}  # noqa: E731
+    presets = tmp_path / "presets-x{scale}.json"
+    (tmp_path / "presets-x4.json").write_text(
+        json.dumps({"x4": {"real": entry(25.0), "seemore-tiny-x4": entry(24.0), "seemore-tiny-x4-real": entry(25.1)}})
+    )
+    monkeypatch.setattr(rw, "PRESETS_JSON", presets)
+    for name in ("LEDGER", "WEIGHTS", "ROUTING_JSON"):  # a shipped run would write here
+        monkeypatch.setattr(rw, name, tmp_path / "untouched" / name)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert rw.ship(4, run, force=False) is False
+    assert "25.000 (the run) against 25.100 (bundled)" in capsys.readouterr().out
+    assert not (tmp_path / "untouched").exists()
