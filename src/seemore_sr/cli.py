@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import UsageError
 
@@ -200,10 +201,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         why = e.strerror or str(e)
         raise OptionError("run", args.run, f"cannot write the run folder ({why}); nothing in it was changed") from None
     best = result["best_psnr"]
-    if best == float("-inf"):
-        print(f"done: iteration {result['iteration']} (no validation set: data.val is null)")
+    if best != float("-inf"):
+        val = Path(cfg.data.val).name
+        print(f"done: iteration {result['iteration']}, best {val} PSNR {best:.3f} dB at {result['best_iter']}")
+    elif cfg.data.val:
+        print(f"done: iteration {result['iteration']} (not validated yet: every {cfg.train.val_every} iterations)")
     else:
-        print(f"done: iteration {result['iteration']}, best Set5 PSNR {best:.3f} dB at {result['best_iter']}")
+        print(f"done: iteration {result['iteration']} (no validation set: data.val is null)")
     return 0
 
 
