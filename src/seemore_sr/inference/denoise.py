@@ -31,14 +31,15 @@ __all__ = ["Estimate", "estimate", "jpeg_quality", "noise_sigma", "blockiness", 
 
 AUTO_STEP = 0.1  # auto strengths are rounded to this step: one blended network per step, reused
 
-# The ramps: (level where the strength starts above 0, level where it reaches 1). Placed by
-# the cues' spread on training photos (BSD200, Kodak24, Wikipedia49; x2 and x4 LR, clean and
-# degraded; never benchmark images): clean LR images read noise 1.2-1.8 (median; 90% below
-# 5-6 on grass and water) and blockiness 1.00 (90% below 1.02-1.07); with noise of sigma 5
-# they read 5.3-5.7; as JPEG q70, blockiness 1.17 (10% below 1.08).
-QUALITY_RAMP = (95.0, 60.0)  # JPEG quality from the file's tables: 95 and above clean, 60 and below fully real
-BLOCKINESS_RAMP = (1.07, 1.25)  # the 8x8 grid's luma steps over the others' (1.0 for no grid)
-NOISE_RAMP = (2.5, 6.0)  # luma noise sigma on 0..255
+# The ramps: (level where the strength starts above 0, level where it reaches 1), placed by
+# scripts/calibrate_denoise.py: on 48 training photos (never benchmark images), x2 and x4,
+# clean, JPEG q30-95, noise sigma 0.5-15 and blur + noise + JPEG, the ramps whose strengths
+# lose the least PSNR against each image's best strength (campaign/results/
+# denoise-calibration.json: 0.069 dB lost on average, against 0.124 for the ramps placed by
+# eye before, 0.113 for a fixed 1 and 0.518 for a fixed 0; the kinds weighted alike).
+QUALITY_RAMP = (100.0, 90.0)  # JPEG quality from the file's tables: 90 and below fully real
+BLOCKINESS_RAMP = (1.05, 1.08)  # the 8x8 grid's luma steps over the others' (1.0 for no grid)
+NOISE_RAMP = (1.5, 8.0)  # luma noise sigma on 0..255
 # The flattest blocks' response is biased low (the 10th percentile of noisy block means):
 # measured on training photos with Gaussian noise of sigma 3, 5, 10 and 15 added, the raw
 # estimate is 0.62 sigma (within 5% over that range), so it is scaled back by 1 / 0.62.
@@ -145,7 +146,7 @@ def estimate(image: Image.Image | np.ndarray) -> Estimate:
         image = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
     sigma = noise_sigma(image)
     if quality is not None:
-        block, s_jpeg = None, _ramp(quality, QUALITY_RAMP)  # a falling ramp: 0 from 95 up, 1 from 60 down
+        block, s_jpeg = None, _ramp(quality, QUALITY_RAMP)  # a falling ramp: 0 at 100, 1 from 90 down
     else:
         block = blockiness(image)
         s_jpeg = _ramp(block, BLOCKINESS_RAMP)
